@@ -1,0 +1,374 @@
+"""The configuration: YAML plus ``WATCHDOG_*`` environment overrides, typed and validated.
+
+Load with ``load_config(path)``; it returns the settings, the rules they point to, and the
+environment variables the files refer to that are unset (warnings until a value is needed).
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from watchdog import configfile
+from watchdog.configfile import EnvRef, KeyPath
+from watchdog.errors import ConfigError
+from watchdog.rules.schema import Duration, RuleSet
+from watchdog.secrets import Secret
+
+DEFAULT_CONFIG = Path("config/watchdog.yaml")
+
+
+def _api_url(*habits: str) -> Any:
+    """An outside service's origin. A trailing path people add by habit (``/api/0/``) is
+    tolerated and dropped, since the clients add the API's own paths."""
+
+    def check(url: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError(f"expected an http(s) URL such as https://example.com, found {url!r}")
+        url = url.rstrip("/")
+        for habit in habits:
+            if url.endswith(habit):
+                return url.removesuffix(habit)
+        return url
+
+    return AfterValidator(check)
+
+
+def _http_url(url: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ValueError(f"expected an http(s) URL, found {url!r}")
+    return url
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class Model(BaseModel):
+    """Every config section: unknown keys are errors, values are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class StateConfig(Model):
+    url: Secret = Field(
+        default=Secret("sqlite:///var/lib/watchdog/state.db"),
+        description="sqlite:///PATH (one replica) or postgresql://… (HA)",
+    )
+
+
+class ApiConfig(Model):
+    listen: str = Field(
+        default="127.0.0.1:8080",
+        pattern=r"^[^\s:]+:\d{1,5}$",
+        description="HOST:PORT the daemon's HTTP API binds to",
+    )
+    token: Secret | None = Field(default=None, description="bearer token for mutating calls")
+
+
+class WebhooksConfig(Model):
+    vercel_secret: Secret | None = None
+    render_secret: Secret | None = None
+    github_secret: Secret | None = None
+
+
+class WatchConfig(Model):
+    window: Duration = Field(default=timedelta(minutes=10), description="how long to watch")
+    interval: Duration = Field(default=timedelta(seconds=15), description="time between ticks")
+
+    @model_validator(mode="after")
+    def _interval_fits(self) -> WatchConfig:
+        if not timedelta(0) < self.interval < self.window:
+            raise ValueError(
+                "expected 0 < interval < window, found interval "
+                f"{self.interval} and window {self.window}"
+            )
+        return self
+
+
+class SentryConfig(Model):
+    api_url: Annotated[str, _api_url("/api/0")] = "https://sentry.io"
+    organization: str
+    token: Secret
+
+
+class SlackConfig(Model):
+    webhook_url: Secret
+
+
+class IncidentsConfig(Model):
+    dir: Path = Path("incidents")
+
+
+class VercelProvider(Model):
+    kind: Literal["vercel"]
+    api_url: Annotated[str, _api_url()] = "https://api.vercel.com"
+    project: str
+    team_id: str | None = None
+    token: Secret
+
+
+class RenderProvider(Model):
+    kind: Literal["render"]
+    api_url: Annotated[str, _api_url("/v1")] = "https://api.render.com"
+    service_id: str
+    token: Secret
+
+
+class RailwayProvider(Model):
+    kind: Literal["railway"]
+    api_url: Annotated[str, _api_url("/graphql/v2")] = "https://backboard.railway.com"
+    project_id: str
+    environment_id: str
+    service_id: str
+    token: Secret
+    token_kind: Literal["project", "account"] = Field(
+        default="project", description="project tokens use Project-Access-Token, others Bearer"
+    )
+
+
+class GitProvider(Model):
+    kind: Literal["git"]
+    repository: str = Field(description="URL or path of the repository to push the revert to")
+    branch: str = "main"
+    allow_force_push: bool = False
+
+
+class SqlMigrationsProvider(Model):
+    kind: Literal["sql-migrations"]
+    dsn: Secret
+    rollback_dir: Path
+    migrations_table: str = "schema_migrations"
+
+
+Provider = Annotated[
+    VercelProvider | RenderProvider | RailwayProvider | GitProvider | SqlMigrationsProvider,
+    Field(discriminator="kind"),
+]
+
+
+class TargetSentry(Model):
+    project: str
+    environment: str = "production"
+
+
+class HealthCheck(Model):
+    name: str
+    url: HttpUrl
+    expect_status: int = Field(default=200, ge=100, le=599)
+    expect_json: dict[str, Any] | None = None
+
+
+class LatencyProbe(Model):
+    name: str
+    url: HttpUrl
+    samples: int = Field(default=5, ge=1, le=100)
+
+
+class FlowStep(Model):
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    url: HttpUrl
+    headers: dict[str, Any] = Field(default_factory=dict)
+    json_body: Any = Field(default=None, alias="json")
+    expect_status: int = Field(default=200, ge=100, le=599)
+
+
+class Flow(Model):
+    name: str
+    critical: bool = False
+    steps: list[FlowStep] = Field(min_length=1)
+
+
+class Integrity(Model):
+    tables: list[str] = Field(min_length=1)
+    tolerance: float = Field(
+        default=0.02, ge=0, le=1, description="allowed relative change of each row count"
+    )
+
+
+class Target(Model):
+    provider: Provider
+    sentry: TargetSentry | None = None
+    health: list[HealthCheck] = Field(default_factory=list)
+    latency: list[LatencyProbe] = Field(default_factory=list)
+    flows: list[Flow] = Field(default_factory=list)
+    integrity: Integrity | None = None
+
+
+class SqlFlags(Model):
+    kind: Literal["sql"]
+    dsn: Secret
+    table: str = "feature_flags"
+
+
+class ApiFlags(Model):
+    kind: Literal["api"]
+    api_url: Annotated[str, _api_url()]
+    token: Secret
+
+
+Flags = Annotated[SqlFlags | ApiFlags, Field(discriminator="kind")]
+
+
+class EscalationStep(Model):
+    name: str
+    after: Duration
+    mention: str
+
+
+class Drills(Model):
+    target: str
+    schedule: str = "last fri 15:00"
+
+
+class Settings(BaseSettings):
+    """The whole config file. Environment variables ``WATCHDOG_<KEY>`` (nested with ``__``,
+    e.g. ``WATCHDOG_WATCH__INTERVAL=5s``) override the file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WATCHDOG_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    state: StateConfig = Field(default_factory=StateConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    dry_run: bool = False
+    watch: WatchConfig = Field(default_factory=WatchConfig)
+    rules: Path = Path("config/rules.yaml")
+    sentry: SentryConfig | None = None
+    slack: SlackConfig | None = None
+    incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
+    targets: dict[str, Target] = Field(min_length=1)
+    flags: Flags | None = None
+    escalation: list[EscalationStep] = Field(default_factory=list)
+    drills: Drills | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return env_settings, init_settings
+
+    def problems(self) -> list[tuple[KeyPath, str]]:
+        """What is wrong between sections (a name that points nowhere), as (key, message)."""
+        found: list[tuple[KeyPath, str]] = []
+        if self.drills and self.drills.target not in self.targets:
+            found.append(
+                (
+                    ("drills", "target"),
+                    f"expected one of the targets "
+                    f"({', '.join(self.targets)}), found {self.drills.target!r}",
+                )
+            )
+        for name, target in self.targets.items():
+            if target.sentry and self.sentry is None:
+                found.append(
+                    (
+                        ("targets", name, "sentry"),
+                        "expected a top-level 'sentry' "
+                        "section (api_url, organization, token) for this to use",
+                    )
+                )
+        if not self.rules.is_file():
+            found.append((("rules",), f"expected a rules file, found no file at {self.rules}"))
+        return found
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """Settings and rules, validated together; ``unset`` lists env vars that are not set."""
+
+    settings: Settings
+    rules: RuleSet
+    unset: list[EnvRef]
+    path: Path
+
+
+def _known_keys(model: type[BaseModel], key: KeyPath, data: Any) -> list[str]:
+    """The keys allowed under ``key`` in ``model``, following the document's values."""
+    current: Any = model
+    for part in key:
+        if isinstance(data, dict) and isinstance(part, str):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        current = _field_model(current, part, data)
+        if current is None:
+            return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or n for n, f in current.model_fields.items()]
+    return []
+
+
+def _field_model(model: Any, part: str | int, data: Any) -> Any:
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        # inside a dict[str, X] or list[X]: X is the model
+        args = typing.get_args(model)
+        return _unwrap(args[-1], data) if args else None
+    field = model.model_fields.get(str(part))
+    if field is None:
+        field = next((f for f in model.model_fields.values() if f.alias == part), None)
+    return None if field is None else _unwrap(field.annotation, data)
+
+
+def _unwrap(annotation: Any, data: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0], data)
+    if origin in (dict, list):
+        return annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if args:
+        kind = data.get("kind") if isinstance(data, dict) else None
+        for arg in args:
+            inner = _unwrap(arg, data)
+            fields = getattr(inner, "model_fields", {})
+            if "kind" not in fields or kind in typing.get_args(fields["kind"].annotation):
+                return inner
+        return None
+    return annotation
+
+
+def load_rules(path: Path) -> RuleSet:
+    """Read and validate a rules file; raise ConfigError with file, line, key and values."""
+    doc = configfile.load(path, "a rules file with a 'rules' list")
+    try:
+        return RuleSet.model_validate(doc.data)
+    except ValidationError as exc:
+        raise configfile.validation_errors(
+            doc, exc, lambda key: _known_keys(RuleSet, key, doc.data)
+        ) from None
+
+
+def load_config(path: Path) -> LoadedConfig:
+    """Read the config file, apply ``WATCHDOG_*`` overrides, and load the rules it names."""
+    doc = configfile.load(path, "the watchdog config (targets, providers, …)")
+    try:
+        settings = Settings(**doc.data)
+    except ValidationError as exc:
+        raise configfile.validation_errors(
+            doc, exc, lambda key: _known_keys(Settings, key, doc.data)
+        ) from None
+    problems = settings.problems()
+    if problems:
+        raise ConfigError([f"{doc.where(key)}: {message}" for key, message in problems])
+    rules = load_rules(settings.rules)
+    return LoadedConfig(settings=settings, rules=rules, unset=doc.unset, path=path)

@@ -360,7 +360,7 @@ def load_rules(path: Path) -> RuleSet:
 
 def load_config(path: Path) -> LoadedConfig:
     """Read the config file, apply ``WATCHDOG_*`` overrides, and load the rules it names."""
-    doc = configfile.load(path, "the watchdog config (targets, providers, …)")
+    doc = configfile.load(path, "the watchdog config; see config/watchdog.example.yaml")
     try:
         settings = Settings(**doc.data)
     except ValidationError as exc:

@@ -36,8 +36,38 @@ def _duration(value: Any) -> Any:
     raise ValueError(f"expected a duration like 15s, 10m or 1h, found {value!r}")
 
 
+def _threshold(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if (isinstance(value, list) and len(value) == 2
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)):
+        return (float(value[0]), float(value[1]))
+    raise ValueError(f"expected a number, or [low, high] for 'between', found {value!r}")
+
+
+def _verdict(value: Any) -> Verdict:
+    allowed = (Verdict.ROLLBACK, Verdict.DISABLE_FLAG, Verdict.MONITOR)
+    if value in allowed:
+        return Verdict(value)
+    close = difflib.get_close_matches(str(value), [str(v) for v in allowed], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"expected rollback, disable_flag or monitor, found {value!r}{hint}")
+
+
+def _urgency(value: Any) -> Any:
+    if value == "immediate" or isinstance(value, timedelta):
+        return value
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError:
+            pass
+    raise ValueError(f"expected 'immediate' or a duration like 10m, found {value!r}")
+
+
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 Op = Literal[">", ">=", "<", "<=", "==", "!=", "between"]
+Threshold = Annotated[float | tuple[float, float], BeforeValidator(_threshold)]
 
 
 class _Strict(BaseModel):
@@ -50,7 +80,7 @@ class Leaf(_Strict):
     metric: str
     labels: dict[str, str | list[str]] = Field(default_factory=dict)
     op: Op
-    value: float | tuple[float, float]
+    value: Threshold
 
     @field_validator("metric")
     @classmethod
@@ -188,8 +218,8 @@ class Rule(_Strict):
     hold: Hold | None = Field(default=None, alias="for")
     evidence: Evidence | None = None
     trend: Trend | None = None
-    verdict: Literal[Verdict.ROLLBACK, Verdict.DISABLE_FLAG, Verdict.MONITOR]
-    urgency: Literal["immediate"] | Duration = "immediate"
+    verdict: Annotated[Verdict, BeforeValidator(_verdict)]
+    urgency: Annotated[Literal["immediate"] | timedelta, BeforeValidator(_urgency)] = "immediate"
     scope: Scope = Scope.APPLICATION
     monitor: MonitorPlan | None = None
 

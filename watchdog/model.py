@@ -49,8 +49,15 @@ class Deployment:
     deployed_at: datetime
     previous_id: str | None = None
     release: str | None = None
+    previous_release: str | None = None
     commit: str | None = None
     migration_version: str | None = None
+    migration_failed: bool = False
+
+    @property
+    def sentry_release(self) -> str | None:
+        """The release Sentry knows this deploy by: given by the deploy event, else the commit."""
+        return self.release or self.commit
 
     def __post_init__(self) -> None:
         _aware("deployed_at", self.deployed_at)

@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from watchdog import configfile
 from watchdog.configfile import EnvRef, KeyPath
+from watchdog.durations import format_duration
 from watchdog.errors import ConfigError
 from watchdog.rules.schema import Duration, RuleSet
 from watchdog.secrets import Secret
@@ -88,21 +89,40 @@ class WebhooksConfig(Model):
 class WatchConfig(Model):
     window: Duration = Field(default=timedelta(minutes=10), description="how long to watch")
     interval: Duration = Field(default=timedelta(seconds=15), description="time between ticks")
+    timeout: Duration | None = Field(
+        default=None,
+        description="limit on each probe of a tick; default two thirds of the interval, "
+        "at most 10s",
+    )
 
     @model_validator(mode="after")
     def _interval_fits(self) -> WatchConfig:
         if not timedelta(0) < self.interval < self.window:
             raise ValueError(
                 "expected 0 < interval < window, found interval "
-                f"{self.interval} and window {self.window}"
+                f"{format_duration(self.interval)} and window {format_duration(self.window)}"
+            )
+        if self.timeout is not None and not timedelta(0) < self.timeout < self.interval:
+            raise ValueError(
+                f"expected 0 < timeout < interval, found timeout "
+                f"{format_duration(self.timeout)} and interval {format_duration(self.interval)}"
             )
         return self
+
+    @property
+    def probe_timeout(self) -> timedelta:
+        """Every probe of a tick ends before the next tick is due."""
+        return self.timeout or min(timedelta(seconds=10), self.interval * 2 / 3)
 
 
 class SentryConfig(Model):
     api_url: Annotated[str, _api_url("/api/0")] = "https://sentry.io"
     organization: str
     token: Secret
+    lookback: Duration = Field(
+        default=timedelta(minutes=2),
+        description="trailing window of the error rate (never before the deploy)",
+    )
 
 
 class SlackConfig(Model):
@@ -163,6 +183,11 @@ Provider = Annotated[
 class TargetSentry(Model):
     project: str
     environment: str = "production"
+    flags: dict[str, str] = Field(
+        default_factory=dict,
+        description="feature flag key → Sentry search that finds its events "
+        "(e.g. new_checkout: 'feature:new_checkout'), for flag_error_rate",
+    )
 
 
 class HealthCheck(Model):
@@ -179,11 +204,16 @@ class LatencyProbe(Model):
 
 
 class FlowStep(Model):
+    """One request of a flow. ``{{name}}`` in url, headers or json is replaced by a value an
+    earlier step captured; ``capture`` maps a name to a dotted path in this step's JSON answer
+    (``{token: token}``, ``{id: data.items.0.id}``)."""
+
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
     url: HttpUrl
     headers: dict[str, Any] = Field(default_factory=dict)
     json_body: Any = Field(default=None, alias="json")
     expect_status: int = Field(default=200, ge=100, le=599)
+    capture: dict[str, str] = Field(default_factory=dict)
 
 
 class Flow(Model):
@@ -199,12 +229,28 @@ class Integrity(Model):
     )
 
 
+class Database(Model):
+    """The target's database, read (never written) by the database signal."""
+
+    dsn: Secret
+    migrations_table: str = Field(
+        default="schema_migrations",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$",
+        description="schema_migrations, or supabase_migrations.schema_migrations",
+    )
+    migration_grace: Duration = Field(
+        default=timedelta(minutes=1),
+        description="how long after the deploy an announced migration may still be missing",
+    )
+
+
 class Target(Model):
     provider: Provider
     sentry: TargetSentry | None = None
     health: list[HealthCheck] = Field(default_factory=list)
     latency: list[LatencyProbe] = Field(default_factory=list)
     flows: list[Flow] = Field(default_factory=list)
+    database: Database | None = None
     integrity: Integrity | None = None
 
 

@@ -1,0 +1,460 @@
+"""A Sentry API stand-in over an ``EventLog``: ``/events/``, ``/events-stats/`` and ``/issues/``
+answered as ``api-contracts.md`` §4 says, with Sentry's auth, rate-limit headers and 429s, and a
+``FaultSwitch`` that makes it fail on demand, so the Sentry signal is tested without the internet.
+
+Choices where Sentry itself is vague or richer than we need:
+- an aggregate query (fields are all functions, no group-by) answers one row even over no
+  events, as Snuba does: ``count()`` 0, percentiles and ``failure_rate()`` null ("no data" must
+  never look healthy); the contract's empty shape ``{"data": [], "meta": {}}`` is a page past
+  that row;
+- ``dataset`` is required on ``/events/`` (400 when missing or unknown), as the public OpenAPI
+  says; ``/events-stats/`` defaults to ``discover``, as the server does;
+- ``per_page`` and ``limit`` above 100, and an unknown ``sort``, are a 400, so a client that
+  asks for more than Sentry gives is caught;
+- the query language is ``key:value`` and ``key:"value"`` terms joined by spaces (AND), with
+  ``release``, ``event.type``, ``is_transaction`` and any tag; issues also take ``is:`` and
+  ``firstRelease:``. Anything else is a 400 ``Invalid query``;
+- percentiles interpolate linearly between the sorted durations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import shlex
+import threading
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+
+from watchdog.clock import Clock
+from watchdog.sandbox.events import Event, EventLog
+
+_DATASETS = {
+    "errors": {"error"},
+    "transactions": {"transaction"},
+    "discover": {"error", "transaction"},
+}
+_DEFAULT_PERIOD = timedelta(days=90)  # no range given: assumed to be Sentry's MAX_STATS_PERIOD
+_PERIOD = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_MAX_PAGE = 100
+_OK_STATUSES = {"ok", "cancelled", "unknown"}  # what failure_rate() does not count as failed
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """Sentry's fixed window per caller and endpoint, aligned to the epoch (``window_seconds``
+    long, ``limit`` requests); the concurrent limit is reported in headers, not enforced."""
+
+    limit: int = 40
+    window_seconds: int = 1
+    concurrent_limit: int = 25
+
+    @property
+    def refusal(self) -> str:
+        """The 429 body's ``detail``, word for word Sentry's."""
+        return (
+            "You are attempting to use this endpoint too frequently. "
+            f"Limit is {self.limit} requests in {self.window_seconds} seconds"
+        )
+
+
+FaultKind = Literal["error", "malformed", "slow"]
+
+
+class FaultSwitch:
+    """Makes the stand-in misbehave on demand so a client's failure handling can be tested:
+    the next responses 500, 200 with a body that is not JSON, or late; or 429 until a time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: deque[tuple[FaultKind, float]] = deque()
+        self._throttled_until: datetime | None = None
+
+    def fail_next(self, kind: Literal["error", "malformed"], *, times: int = 1) -> None:
+        with self._lock:
+            self._pending.extend([(kind, 0.0)] * times)
+
+    def delay_next(self, seconds: float, *, times: int = 1) -> None:
+        with self._lock:
+            self._pending.extend([("slow", seconds)] * times)
+
+    def throttle(self, until: datetime) -> None:
+        """Answer every request with 429 until the stand-in's clock reaches ``until``."""
+        with self._lock:
+            self._throttled_until = until
+
+    def throttled(self, now: datetime) -> bool:
+        with self._lock:
+            return self._throttled_until is not None and now < self._throttled_until
+
+    async def answer(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """The next pending fault's response, or the real one (late, when it is ``slow``)."""
+        with self._lock:
+            kind, delay = self._pending.popleft() if self._pending else ("slow", 0.0)
+        if kind == "error":
+            return JSONResponse({"detail": "Internal Error"}, 500)
+        if kind == "malformed":
+            return Response('{"data": [{"count()": ', media_type="application/json")
+        await asyncio.sleep(delay)
+        return await call_next(request)
+
+
+def _percentile(q: float) -> Callable[[list[Event]], float | None]:
+    def aggregate(events: list[Event]) -> float | None:
+        values = sorted(e.duration_ms for e in events if e.duration_ms is not None)
+        if not values:
+            return None
+        position = q * (len(values) - 1)
+        low = math.floor(position)
+        high = min(low + 1, len(values) - 1)
+        return values[low] + (values[high] - values[low]) * (position - low)
+
+    return aggregate
+
+
+def _failure_rate(events: list[Event]) -> float | None:
+    if not events:
+        return None
+    return sum(e.status not in _OK_STATUSES for e in events) / len(events)
+
+
+Aggregate = Callable[[list[Event]], float | None]
+_FIELDS: dict[str, tuple[str, str | None, Aggregate]] = {
+    "count()": ("integer", None, len),
+    "count_unique(user)": ("integer", None, lambda es: len({e.user for e in es if e.user})),
+    "p50(transaction.duration)": ("duration", "millisecond", _percentile(0.50)),
+    "p75(transaction.duration)": ("duration", "millisecond", _percentile(0.75)),
+    "p95(transaction.duration)": ("duration", "millisecond", _percentile(0.95)),
+    "failure_rate()": ("percentage", None, _failure_rate),
+}
+_ISSUE_SORTS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "date": lambda issue: issue["lastSeen"],
+    "new": lambda issue: issue["firstSeen"],
+    "freq": lambda issue: int(issue["count"]),
+    "user": lambda issue: issue["userCount"],
+}
+
+
+def _bad(detail: str) -> HTTPException:
+    return HTTPException(status_code=400, detail=detail)
+
+
+def _period(text: str) -> timedelta | None:
+    match = _PERIOD.match(text)
+    return timedelta(seconds=int(match[1]) * _UNITS[match[2]]) if match else None
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise _bad(f"{text} is not a valid ISO8601 date query") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _terms(query: str) -> list[tuple[str, str]]:
+    """``release:"1.2" event.type:error`` → ``[("release", "1.2"), ("event.type", "error")]``."""
+    try:
+        tokens = shlex.split(query)
+    except ValueError:
+        raise _bad("Invalid query.") from None
+    terms = [tuple(token.split(":", 1)) for token in tokens]
+    if any(len(term) != 2 or not term[0] for term in terms):
+        raise _bad("Invalid query.")
+    return [(key, value) for key, value in terms]
+
+
+def _matches(event: Event, key: str, value: str) -> bool:
+    if key == "release":
+        return event.release == value
+    if key == "event.type":
+        return event.type == value
+    if key == "is_transaction":
+        return (event.type == "transaction") == (value == "true")
+    return event.tags.get(key) == value
+
+
+@dataclass(frozen=True, slots=True)
+class _Selection:
+    """Which events a request asks about: projects, environments, [start, end), types, terms."""
+
+    projects: frozenset[str]
+    environments: frozenset[str]
+    start: datetime
+    end: datetime
+    types: frozenset[str]
+    terms: tuple[tuple[str, str], ...]
+
+    def select(self, log: EventLog) -> list[Event]:
+        return [
+            e
+            for e in log.snapshot()
+            if self.start <= e.timestamp < self.end
+            and e.project in self.projects
+            and e.type in self.types
+            and (not self.environments or e.environment in self.environments)
+            and all(_matches(e, key, value) for key, value in self.terms)
+        ]
+
+
+def _page_size(request: Request, name: str) -> int:
+    text = request.query_params.get(name, str(_MAX_PAGE))
+    if not text.isdigit() or not 1 <= int(text) <= _MAX_PAGE:
+        raise _bad(f"Invalid {name} parameter. It must be between 1 and {_MAX_PAGE}.")
+    return int(text)
+
+
+def _paginate(request: Request, rows: Sequence[Any], per_page: int) -> tuple[list[Any], str]:
+    """One page of ``rows`` and its ``Link`` header, with Sentry's ``0:offset:is_prev`` cursors."""
+    match = re.fullmatch(r"[^:]*:(\d+):[01]", request.query_params.get("cursor", "0:0:0"))
+    if match is None:
+        raise _bad("Invalid cursor parameter.")
+    offset = int(match[1])
+    query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "cursor"])
+    url = f"{request.url.scheme}://{request.url.netloc}{request.url.path}?{query}"
+    links = [
+        ("previous", f"0:{max(offset - per_page, 0)}:1", offset > 0),
+        ("next", f"0:{offset + per_page}:0", offset + per_page < len(rows)),
+    ]
+    header = ", ".join(
+        f'<{url}&cursor={cursor}>; rel="{rel}"; results="{str(more).lower()}"; cursor="{cursor}"'
+        for rel, cursor, more in links
+    )
+    return list(rows[offset : offset + per_page]), header
+
+
+def create_app(
+    log: EventLog,
+    *,
+    token: str,
+    clock: Clock,
+    organization: str,
+    projects: Collection[str],
+    rate_limit: RateLimit = RateLimit(),
+    faults: FaultSwitch | None = None,
+) -> FastAPI:
+    """The stand-in for ``organization`` and its ``projects`` (slugs; ids are 1, 2, … in order)."""
+    project_ids = {slug: str(number) for number, slug in enumerate(projects, start=1)}
+    by_id = {number: slug for slug, number in project_ids.items()}
+    switch = faults or FaultSwitch()
+    windows: dict[str, tuple[int, int]] = {}
+    in_flight = 0
+    app = FastAPI(title="Sentry stand-in")
+
+    @app.middleware("http")
+    async def rate_limited(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        nonlocal in_flight
+        now = clock.now()
+        window = math.floor(now.timestamp() / rate_limit.window_seconds)
+        previous, used = windows.get(request.url.path, (window, 0))
+        used = used + 1 if previous == window else 1
+        windows[request.url.path] = (window, used)
+        in_flight += 1
+        headers = {
+            "X-Sentry-Rate-Limit-Limit": str(rate_limit.limit),
+            "X-Sentry-Rate-Limit-Remaining": str(max(rate_limit.limit - used, 0)),
+            "X-Sentry-Rate-Limit-Reset": str((window + 1) * rate_limit.window_seconds),
+            "X-Sentry-Rate-Limit-ConcurrentLimit": str(rate_limit.concurrent_limit),
+            "X-Sentry-Rate-Limit-ConcurrentRemaining": str(rate_limit.concurrent_limit - in_flight),
+        }
+        try:
+            if used > rate_limit.limit or switch.throttled(now):
+                response: Response = JSONResponse({"detail": rate_limit.refusal}, 429)
+            else:
+                response = await switch.answer(request, call_next)
+        finally:
+            in_flight -= 1
+        response.headers.update(headers)
+        return response
+
+    def authorize(org: str, authorization: Annotated[str | None, Header()] = None) -> None:
+        if authorization is None:
+            raise HTTPException(401, "Authentication credentials were not provided.")
+        if authorization != f"Bearer {token}":
+            raise HTTPException(401, "Invalid token")
+        if org != organization:
+            raise HTTPException(403, "You do not have permission to perform this action.")
+
+    def selection(request: Request, dataset: str, terms: list[tuple[str, str]]) -> _Selection:
+        params = request.query_params
+        if dataset not in _DATASETS:
+            raise _bad(f"{dataset} is not a valid dataset")
+        wanted = set(params.getlist("project")) - {"-1"}
+        if wanted - by_id.keys() - project_ids.keys():
+            raise HTTPException(404, "The requested resource does not exist")
+        now = clock.now()
+        if period := params.get("statsPeriod"):
+            length = _period(period)
+            if length is None:
+                raise _bad(f"Invalid statsPeriod: {period}")
+            start, end = now - length, now
+        elif "start" in params or "end" in params:
+            if not (params.get("start") and params.get("end")):
+                raise _bad("start and end are both required")
+            start, end = _instant(params["start"]), _instant(params["end"])
+        else:
+            start, end = now - _DEFAULT_PERIOD, now
+        return _Selection(
+            projects=frozenset(by_id.get(p, p) for p in wanted or project_ids),
+            environments=frozenset(params.getlist("environment")),
+            start=start,
+            end=end,
+            types=frozenset(_DATASETS[dataset]),
+            terms=tuple(terms),
+        )
+
+    def aggregates(names: list[str]) -> list[tuple[str, Aggregate]]:
+        if not names:
+            raise _bad("No columns selected")
+        if unknown := [name for name in names if name not in _FIELDS]:
+            raise _bad(f"Invalid query. Unsupported field: {unknown[0]}")
+        return [(name, _FIELDS[name][2]) for name in names]
+
+    router = APIRouter(prefix="/api/0/organizations/{org}", dependencies=[Depends(authorize)])
+
+    @router.get("/events/")
+    def events(request: Request, response: Response) -> dict[str, Any]:
+        dataset = request.query_params.get("dataset")
+        if dataset is None:
+            raise _bad("dataset is required")
+        fields = aggregates(request.query_params.getlist("field"))
+        terms = _terms(request.query_params.get("query", ""))
+        chosen = selection(request, dataset, terms).select(log)
+        row = {name: aggregate(chosen) for name, aggregate in fields}
+        page, response.headers["Link"] = _paginate(request, [row], _page_size(request, "per_page"))
+        if not page:
+            return {"data": [], "meta": {}}
+        return {
+            "data": page,
+            "meta": {
+                "fields": {name: _FIELDS[name][0] for name, _ in fields},
+                "units": {name: _FIELDS[name][1] for name, _ in fields},
+                "isMetricsData": False,
+                "dataset": dataset,
+            },
+        }
+
+    @router.get("/events-stats/")
+    def events_stats(request: Request) -> dict[str, Any]:
+        params = request.query_params
+        axes = aggregates(params.getlist("yAxis") or ["count()"])
+        chosen = selection(
+            request, params.get("dataset", "discover"), _terms(params.get("query", ""))
+        )
+        rollup = int((_period(params.get("interval", "")) or timedelta(hours=1)).total_seconds())
+        start = math.floor(chosen.start.timestamp() / rollup) * rollup
+        end = math.ceil(chosen.end.timestamp() / rollup) * rollup
+        buckets: dict[int, list[Event]] = defaultdict(list)
+        for event in chosen.select(log):
+            buckets[int(event.timestamp.timestamp() - start) // rollup].append(event)
+
+        def series(aggregate: Aggregate) -> dict[str, Any]:
+            data = [
+                [start + i * rollup, [{"count": aggregate(buckets[i]) if buckets[i] else 0}]]
+                for i in range((end - start) // rollup)
+            ]
+            return {"data": data, "start": start, "end": end, "isMetricsData": False}
+
+        if len(axes) == 1:
+            return series(axes[0][1])
+        return {name: {**series(aggregate), "order": i} for i, (name, aggregate) in enumerate(axes)}
+
+    @router.get("/issues/")
+    def issues(request: Request, response: Response) -> list[dict[str, Any]]:
+        terms = _terms(request.query_params.get("query", "is:unresolved"))
+        statuses = [value for key, value in terms if key == "is"]
+        first_release = [value for key, value in terms if key == "firstRelease"]
+        event_terms = [(k, v) for k, v in terms if k not in ("is", "firstRelease")]
+        chosen = selection(request, "errors", event_terms)
+        sort = request.query_params.get("sort", "date")
+        if sort not in _ISSUE_SORTS:
+            raise _bad(f"Invalid sort: {sort}")
+        lifetime: dict[tuple[str, str], list[Event]] = defaultdict(list)
+        for event in log.snapshot():
+            if event.type == "error":
+                lifetime[(event.project, event.title)].append(event)
+        matched: dict[tuple[str, str], list[Event]] = defaultdict(list)
+        for event in chosen.select(log):
+            matched[(event.project, event.title)].append(event)
+        found = [
+            _issue(str(number), project_ids[key[0]], organization, matched[key], every, clock.now())
+            for number, (key, every) in enumerate(lifetime.items(), start=1)
+            if key in matched
+            and all(status == "unresolved" for status in statuses)
+            and all(min(every, key=_seen).release == release for release in first_release)
+        ]
+        found.sort(key=_ISSUE_SORTS[sort], reverse=True)
+        page, response.headers["Link"] = _paginate(request, found, _page_size(request, "limit"))
+        return page
+
+    app.include_router(router)
+    return app
+
+
+def _seen(event: Event) -> datetime:
+    return event.timestamp
+
+
+def _issue(
+    issue_id: str,
+    project_id: str,
+    org: str,
+    events: list[Event],
+    every: list[Event],
+    now: datetime,
+) -> dict[str, Any]:
+    """An issue object as the OpenAPI example has it: counts within the request's filters on
+    top, all-time counts in ``lifetime``; ``count`` is a string, ``userCount`` an integer."""
+    slug, title = every[0].project, every[0].title
+    first, last = min(map(_seen, every)), max(map(_seen, every))
+    hour = math.floor(now.timestamp() / 3600) * 3600
+    return {
+        "id": issue_id,
+        "shortId": f"{slug.upper()}-{issue_id}",
+        "title": title,
+        "culprit": every[-1].tags.get("transaction", ""),
+        "level": "error",
+        "status": "unresolved",
+        "substatus": "new",
+        "isUnhandled": False,
+        "count": str(len(events)),
+        "userCount": len({e.user for e in events if e.user}),
+        "firstSeen": _iso(first),
+        "lastSeen": _iso(last),
+        "project": {"id": project_id, "name": slug, "slug": slug, "platform": "python"},
+        "permalink": f"https://sentry.io/{org}/{slug}/issues/{issue_id}/",
+        "stats": {
+            "24h": [
+                [t, sum(t <= e.timestamp.timestamp() < t + 3600 for e in every)]
+                for t in range(hour - 23 * 3600, hour + 1, 3600)
+            ]
+        },
+        "lifetime": {
+            "count": str(len(every)),
+            "userCount": len({e.user for e in every if e.user}),
+            "firstSeen": _iso(first),
+            "lastSeen": _iso(last),
+        },
+        "filtered": None,
+        "issueCategory": "error",
+        "issueType": "error",
+        "priority": "high",
+        "metadata": {"title": title},
+    }

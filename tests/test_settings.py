@@ -281,3 +281,31 @@ def test_each_mistake_in_a_rules_file_is_one_precise_line(
         load_rules(write(tmp_path, text, "rules.yaml"))
     assert len(info.value.problems) == 1, info.value.problems
     assert info.value.problems[0].startswith(str(tmp_path / message)), info.value.problems[0]
+
+
+def test_a_bad_override_names_the_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WATCHDOG_WATCH__INTERVAL", "soon")
+    assert problems(write(tmp_path, MINIMAL)) == [
+        "WATCHDOG_WATCH__INTERVAL (environment): watch.interval: expected a duration like "
+        "500ms, 15s, 10m or 1h, found 'soon'"
+    ]
+
+
+def test_a_section_override_that_is_not_json_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WATCHDOG_TARGETS", "not json")
+    (problem,) = problems(write(tmp_path, MINIMAL))
+    assert problem.startswith("environment (WATCHDOG_TARGETS): ")
+    assert problem.endswith("an override of a whole section must be JSON")
+
+
+def test_variables_sharing_the_prefix_are_not_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WATCHDOG_CONFIG", "elsewhere.yaml")
+    monkeypatch.setenv("WATCHDOG_TEST_DATABASE_URL", "postgresql://x")
+    monkeypatch.setenv("WATCHDOG_SENTRY_DSN", "https://key@sentry.example/1")
+    assert load_config(write(tmp_path, MINIMAL)).settings.targets

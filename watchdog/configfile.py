@@ -48,9 +48,14 @@ class Document:
     data: dict[str, Any]
     lines: dict[KeyPath, int] = field(default_factory=dict)
     unset: list[EnvRef] = field(default_factory=list)
+    overrides: dict[KeyPath, str] = field(default_factory=dict)
 
     def where(self, key: KeyPath) -> str:
-        """``config/watchdog.yaml:14: targets.backend.provider`` (the nearest known line)."""
+        """``config/watchdog.yaml:14: targets.backend.provider`` (the nearest known line), or
+        the environment variable that overrides the key."""
+        for end in range(len(key), 0, -1):
+            if key[:end] in self.overrides:
+                return f"{self.overrides[key[:end]]} (environment): {dotted(key)}"
         for end in range(len(key), -1, -1):
             if key[:end] in self.lines:
                 return f"{self.path}:{self.lines[key[:end]]}: {dotted(key)}"

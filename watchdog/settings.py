@@ -6,6 +6,7 @@ environment variables the files refer to that are unset (warnings until a value 
 
 from __future__ import annotations
 
+import os
 import re
 import typing
 from dataclasses import dataclass
@@ -21,7 +22,12 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from watchdog import configfile
 from watchdog.configfile import EnvRef, KeyPath
@@ -393,6 +399,17 @@ def _unwrap(annotation: Any, data: Any) -> Any:
     return annotation
 
 
+def _overrides(prefix: str) -> dict[KeyPath, str]:
+    """Which config keys an environment variable overrides: WATCHDOG_WATCH__INTERVAL →
+    ("watch", "interval")."""
+    return {
+        tuple(name[len(prefix) :].lower().split("__")): name
+        for name in os.environ
+        if name.upper().startswith(prefix)
+        and name[len(prefix) :].lower().split("__")[0] in Settings.model_fields
+    }
+
+
 def load_rules(path: Path) -> RuleSet:
     """Read and validate a rules file; raise ConfigError with file, line, key and values."""
     doc = configfile.load(path, "a rules file with a 'rules' list")
@@ -407,8 +424,14 @@ def load_rules(path: Path) -> RuleSet:
 def load_config(path: Path) -> LoadedConfig:
     """Read the config file, apply ``WATCHDOG_*`` overrides, and load the rules it names."""
     doc = configfile.load(path, "the watchdog config; see config/watchdog.example.yaml")
+    doc.overrides = _overrides(Settings.model_config.get("env_prefix", ""))
     try:
         settings = Settings(**doc.data)
+    except SettingsError as exc:
+        names = ", ".join(doc.overrides.values())
+        raise ConfigError(
+            f"environment ({names}): {exc}; an override of a whole section must be JSON"
+        ) from None
     except ValidationError as exc:
         raise configfile.validation_errors(
             doc, exc, lambda key: _known_keys(Settings, key, doc.data)

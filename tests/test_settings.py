@@ -100,8 +100,8 @@ BAD_CONFIGS = [
     (
         "unknown key",
         "provider: {kind: render, service_id: s, token: t, tokn: u}",
-        "watchdog.yaml:4: targets.backend.provider.tokn: unknown key (expected one of kind, "
-        "api_url, service_id, token) (did you mean 'token'?)",
+        "watchdog.yaml:4: targets.backend.provider.tokn: unknown key (expected one of live_timeout, kind, "
+        "api_url, service_id, token, disable_autodeploy) (did you mean 'token'?)",
     ),
     (
         "missing key",

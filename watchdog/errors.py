@@ -39,11 +39,18 @@ class SignalError(WatchdogError):
 
 
 class RollbackError(WatchdogError):
-    """A rollback provider failed to roll a deployment back."""
+    """A rollback provider failed to roll a deployment back.
 
-    def __init__(self, provider: str, deployment_id: str | None, message: str) -> None:
+    ``reached`` is False only when the request provably never reached the provider (the
+    connection was refused before anything was sent), the one case where resending is safe.
+    """
+
+    def __init__(
+        self, provider: str, deployment_id: str | None, message: str, *, reached: bool = True
+    ) -> None:
         self.provider = provider
         self.deployment_id = deployment_id
+        self.reached = reached
         super().__init__(f"{provider}: {message}")
 
 

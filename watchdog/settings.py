@@ -139,22 +139,39 @@ class IncidentsConfig(Model):
     dir: Path = Path("incidents")
 
 
-class VercelProvider(Model):
+class _AppProvider(Model):
+    live_timeout: Duration = Field(
+        default=timedelta(minutes=5),
+        description="how long a rollback may take to go live (runbook: application < 5 min)",
+    )
+
+
+class VercelProvider(_AppProvider):
     kind: Literal["vercel"]
     api_url: Annotated[str, _api_url()] = "https://api.vercel.com"
-    project: str
+    project: str = Field(description="project id or name")
     team_id: str | None = None
     token: Secret
+    method: Literal["rollback", "promote"] = Field(
+        default="rollback",
+        description="instant rollback (keeps auto-assignment paused) or promote the "
+        "previous production deployment",
+    )
 
 
-class RenderProvider(Model):
+class RenderProvider(_AppProvider):
     kind: Literal["render"]
     api_url: Annotated[str, _api_url("/v1")] = "https://api.render.com"
     service_id: str
     token: Secret
+    disable_autodeploy: bool = Field(
+        default=True,
+        description="turn auto-deploy off after a rollback, so the next push does not "
+        "undo it (turn it back on by hand once fixed)",
+    )
 
 
-class RailwayProvider(Model):
+class RailwayProvider(_AppProvider):
     kind: Literal["railway"]
     api_url: Annotated[str, _api_url("/graphql/v2")] = "https://backboard.railway.com"
     project_id: str
@@ -166,18 +183,32 @@ class RailwayProvider(Model):
     )
 
 
-class GitProvider(Model):
+class GitProvider(_AppProvider):
     kind: Literal["git"]
     repository: str = Field(description="URL or path of the repository to push the revert to")
     branch: str = "main"
-    allow_force_push: bool = False
+    workdir: Path = Field(
+        default=Path(".watchdog/git"), description="where the working clone is kept"
+    )
+    token: Secret | None = Field(default=None, description="for pushing over https")
+    author: str = "rollback-watchdog <rollback-watchdog@localhost>"
+    allow_force_push: bool = Field(
+        default=False,
+        description="true: the runbook's reset + force-push method instead of a revert",
+    )
 
 
 class SqlMigrationsProvider(Model):
     kind: Literal["sql-migrations"]
     dsn: Secret
-    rollback_dir: Path
+    rollback_dir: Path = Field(description="down scripts named <version>.sql")
     migrations_table: str = "schema_migrations"
+    lock_timeout: Duration = timedelta(seconds=5)
+    statement_timeout: Duration = timedelta(minutes=2)
+    backup_check: str | None = Field(
+        default=None,
+        description="a command that must exit 0 (a recent backup exists) before any SQL runs",
+    )
 
 
 Provider = Annotated[
@@ -264,11 +295,17 @@ class SqlFlags(Model):
     kind: Literal["sql"]
     dsn: Secret
     table: str = "feature_flags"
+    audit_table: str = Field(
+        default="feature_flag_audit_log", description="written to when it exists"
+    )
 
 
 class ApiFlags(Model):
     kind: Literal["api"]
-    api_url: Annotated[str, _api_url()]
+    api_url: Annotated[str, _api_url()] = Field(
+        description="the app's API origin: PATCH /api/feature-flags/{key}, then "
+        "POST /api/feature-flags/cache/clear"
+    )
     token: Secret
 
 

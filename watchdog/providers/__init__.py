@@ -1,0 +1,1 @@
+"""Rollback providers: one module per way the runbook rolls back (see ``base.py``)."""

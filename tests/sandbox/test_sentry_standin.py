@@ -155,7 +155,8 @@ def test_projects_environments_tags_and_event_types_filter(
 
     assert count("transactions", "release:r2") == 2000 + 7 + 11
     assert count("transactions", "release:r2", environment="production") == 2011
-    assert count("transactions", "release:r2", project="acme-web") == 11
+    assert count("transactions", "release:r2", projectSlug="acme-web") == 11
+    assert count("transactions", "release:r2", project="2") == 11
     assert count("transactions", "release:r2", project=["1", "2"], environment="staging") == 7
     assert count("transactions", "release:r2", project="-1") == 2018
     assert count("errors", "release:r2 feature:new_checkout") == 100
@@ -257,7 +258,19 @@ def test_issues_group_errors_by_title_and_page_with_link_cursors(
             "You do not have permission to perform this action.",
         ),
         (
-            "/api/0/organizations/acme/issues/?project=acme-db",
+            "/api/0/organizations/acme/issues/?project=acme-api",
+            {"Authorization": f"Bearer {TOKEN}"},
+            400,
+            "Invalid project parameter. Values must be numbers.",
+        ),
+        (
+            "/api/0/organizations/acme/issues/?project=1&projectSlug=acme-api",
+            {"Authorization": f"Bearer {TOKEN}"},
+            400,
+            "Cannot query for both ids and slugs",
+        ),
+        (
+            "/api/0/organizations/acme/issues/?projectSlug=acme-db",
             {"Authorization": f"Bearer {TOKEN}"},
             404,
             "The requested resource does not exist",

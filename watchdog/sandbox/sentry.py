@@ -296,9 +296,17 @@ def create_app(
         params = request.query_params
         if dataset not in _DATASETS:
             raise _bad(f"{dataset} is not a valid dataset")
-        wanted = set(params.getlist("project")) - {"-1"}
-        if wanted - by_id.keys() - project_ids.keys():
+        # As the server: `project` takes numeric ids only, slugs go in `projectSlug`.
+        ids = params.getlist("project")
+        slugs = {s for s in params.getlist("projectSlug") if s}
+        if ids and slugs:
+            raise _bad("Cannot query for both ids and slugs")
+        if not all(i.lstrip("-").isdigit() for i in ids):
+            raise _bad("Invalid project parameter. Values must be numbers.")
+        wanted_ids = set(ids) - {"-1"}
+        if wanted_ids - by_id.keys() or slugs - project_ids.keys():
             raise HTTPException(404, "The requested resource does not exist")
+        wanted = {by_id[i] for i in wanted_ids} | slugs
         now = clock.now()
         if period := params.get("statsPeriod"):
             length = _period(period)
@@ -312,7 +320,7 @@ def create_app(
         else:
             start, end = now - _DEFAULT_PERIOD, now
         return _Selection(
-            projects=frozenset(by_id.get(p, p) for p in wanted or project_ids),
+            projects=frozenset(wanted or project_ids),
             environments=frozenset(params.getlist("environment")),
             start=start,
             end=end,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -11,10 +12,12 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from watchdog import configcheck
+from watchdog import configcheck, logs
 from watchdog import evaluate as evaluate_cmd
+from watchdog.clock import SystemClock
 from watchdog.durations import parse_duration
 from watchdog.errors import ConfigError
+from watchdog.model import Deployment
 from watchdog.readings import parse_time
 from watchdog.settings import DEFAULT_CONFIG, load_config, load_rules
 
@@ -60,6 +63,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         evaluate_cmd.write_text(result, sys.stdout)
     return result.exit_code
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from watchdog import probe  # the signal clients load only for verbs that need them
+
+    settings = load_config(_config_path(args)).settings
+    logs.REDACTOR.add(logs.secrets_of(settings))
+    if args.target not in settings.targets:
+        raise ConfigError(f"target {args.target!r}: expected one of {', '.join(settings.targets)}")
+    clock = SystemClock()
+    now = clock.now()
+    lookback = settings.sentry.lookback if settings.sentry else timedelta(minutes=2)
+    deployment = Deployment(
+        target=args.target,
+        id=args.deployment or "(probe)",
+        deployed_at=args.deployed_at or now - lookback,
+        release=args.release,
+        previous_release=args.previous_release,
+        migration_version=args.migration_version,
+    )
+    result = asyncio.run(probe.probe(settings, deployment, now, clock))
+    if args.json:
+        probe.write_json(result, sys.stdout, sys.stderr)
+    else:
+        probe.write_text(result, deployment, now, sys.stdout)
+    return EXIT_TROUBLE if probe.failed(result) else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,11 +142,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="tick interval of the recording (default: inferred from the readings, else 15s)",
     )
     ev.set_defaults(func=cmd_evaluate)
+
+    pr = verbs.add_parser(
+        "probe",
+        parents=[common],
+        help="read every signal of a target once",
+        description="Read every signal of TARGET once and print the readings and each probe "
+        "error. With --json the readings go to stdout as a readings file (the "
+        "input of evaluate) and errors to stderr, one JSON object a line. Exit 1 "
+        "when a source failed (an answer with nothing to measure yet is not a "
+        "failure).",
+    )
+    pr.add_argument("target", metavar="TARGET")
+    pr.add_argument(
+        "--release",
+        help="Sentry release of the live deployment (default: none; "
+        "Sentry signals then report that they need one)",
+    )
+    pr.add_argument("--previous-release", help="release to compare Sentry latency with")
+    pr.add_argument("--deployment", metavar="ID", help="deployment id, for the record")
+    pr.add_argument(
+        "--deployed-at",
+        type=_time_arg,
+        metavar="ISO",
+        help="deploy time (default: now minus the Sentry lookback)",
+    )
+    pr.add_argument(
+        "--migration-version",
+        metavar="V",
+        help="migration the deployment applied, checked in the migrations table",
+    )
+    pr.set_defaults(func=cmd_probe)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logs.configure()
     handler: Callable[[argparse.Namespace], int] = args.func
     try:
         return handler(args)

@@ -1,0 +1,92 @@
+"""Building a target's signal sources from the config, and ``watchdog probe``: read them once."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime
+from typing import TextIO
+
+import httpx
+
+from watchdog.clock import Clock
+from watchdog.model import Deployment
+from watchdog.readings import reading_to_json
+from watchdog.rules.explain import fmt_value
+from watchdog.settings import Settings
+from watchdog.signals.base import Failure, Probe, SignalSource, read_all
+from watchdog.signals.database import DatabaseSignal
+from watchdog.signals.flows import FlowSignal
+from watchdog.signals.health import HealthSignal
+from watchdog.signals.latency import LatencyHistory, LatencySignal
+from watchdog.signals.sentry import SentrySignal
+
+
+@asynccontextmanager
+async def target_sources(
+    settings: Settings, target: str, clock: Clock, history: LatencyHistory
+) -> AsyncIterator[list[SignalSource]]:
+    """Every source the config gives ``target``, with one HTTP client per outside service
+    (Sentry; the target's own endpoints), closed on exit."""
+    config = settings.targets[target]
+    timeout = httpx.Timeout(settings.watch.probe_timeout.total_seconds())
+    sources: list[SignalSource] = []
+    async with AsyncExitStack() as stack:
+        if config.sentry is not None and settings.sentry is not None:
+            sentry_client = await stack.enter_async_context(httpx.AsyncClient(timeout=timeout))
+            sources.append(SentrySignal(settings.sentry, config.sentry, sentry_client, clock))
+        if config.health or config.flows or config.latency:
+            app = await stack.enter_async_context(httpx.AsyncClient(timeout=timeout))
+            if config.health:
+                sources.append(HealthSignal(config.health, app))
+            if config.flows:
+                sources.append(FlowSignal(config.flows, app))
+            if config.latency:
+                sources.append(LatencySignal(config.latency, app, history))
+        if config.database is not None:
+            sources.append(DatabaseSignal(config.database, settings.watch.probe_timeout))
+        yield sources
+
+
+async def probe(settings: Settings, deployment: Deployment, at: datetime, clock: Clock) -> Probe:
+    """Read every signal of the deployment's target once."""
+    async with target_sources(settings, deployment.target, clock, LatencyHistory()) as sources:
+        return await read_all(sources, deployment, at, settings.watch.probe_timeout)
+
+
+def failed(result: Probe) -> bool:
+    """A source failed: anything but "answered, nothing to measure yet"."""
+    return any(error.failure is not Failure.NO_DATA for error in result.errors)
+
+
+def write_json(result: Probe, out: TextIO, err: TextIO) -> None:
+    """Readings as a readings file on ``out`` (``evaluate`` reads it); errors on ``err``."""
+    for reading in result.readings:
+        out.write(json.dumps(reading_to_json(reading)) + "\n")
+    for error in result.errors:
+        err.write(
+            json.dumps(
+                {
+                    "error": {
+                        "source": error.source,
+                        "failure": str(error.failure),
+                        "metric": error.metric,
+                        "message": error.message,
+                    }
+                }
+            )
+            + "\n"
+        )
+
+
+def write_text(result: Probe, deployment: Deployment, at: datetime, out: TextIO) -> None:
+    release = deployment.sentry_release or "unknown"
+    out.write(f"{deployment.target} at {at:%Y-%m-%d %H:%M:%S}Z (release {release})\n")
+    for reading in sorted(result.readings, key=lambda r: r.describe()):
+        out.write(f"  {reading.describe():<48} {fmt_value(reading)}\n")
+    if not result.readings:
+        out.write("  no readings\n")
+    for error in result.errors:
+        metric = f" {error.metric}" if error.metric else ""
+        out.write(f"  ! {error.source}{metric}: {error.failure}: {error.message}\n")

@@ -135,6 +135,13 @@ class SlackConfig(Model):
     webhook_url: Secret
 
 
+class VerifyConfig(Model):
+    """The runbook's verification checklist: "error rate should be <0.1% within 5 minutes"."""
+
+    error_rate_below: float = Field(default=0.001, gt=0, lt=1)
+    within: Duration = Field(default=timedelta(minutes=5))
+
+
 class IncidentsConfig(Model):
     dir: Path = Path("incidents")
 
@@ -340,6 +347,7 @@ class Settings(BaseSettings):
     sentry: SentryConfig | None = None
     slack: SlackConfig | None = None
     incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
     targets: dict[str, Target] = Field(min_length=1)
     flags: Flags | None = None
     escalation: list[EscalationStep] = Field(default_factory=list)
@@ -368,6 +376,14 @@ class Settings(BaseSettings):
                 )
             )
         for name, target in self.targets.items():
+            if target.integrity and target.database is None:
+                found.append(
+                    (
+                        ("targets", name, "integrity"),
+                        "expected a 'database' section "
+                        "(dsn) on this target to count the integrity tables with",
+                    )
+                )
             if target.sentry and self.sentry is None:
                 found.append(
                     (

@@ -72,6 +72,7 @@ class ActionRecord:
     status: ActionStatus
     started_at: datetime
     reason: str = ""
+    to_release: str | None = None
     finished_at: datetime | None = None
     error: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)

@@ -36,7 +36,8 @@ _COMMON = [
     """CREATE TABLE actions (
         id TEXT PRIMARY KEY, key TEXT NOT NULL UNIQUE, watch_id TEXT REFERENCES watches (id),
         target TEXT NOT NULL, deployment_id TEXT NOT NULL, kind TEXT NOT NULL,
-        provider TEXT NOT NULL, to_id TEXT, status TEXT NOT NULL, started_at {ts} NOT NULL,
+        provider TEXT NOT NULL, to_id TEXT, to_release TEXT, status TEXT NOT NULL,
+        started_at {ts} NOT NULL,
         reason TEXT NOT NULL, finished_at {ts}, error TEXT, notes TEXT NOT NULL)""",
 ]
 

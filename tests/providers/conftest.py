@@ -1,0 +1,45 @@
+"""What every provider test shares: a deployment history on a manual clock, faults to inject,
+and retries without waiting."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+import stamina
+
+from tests.providers.standins_vercel_render import T0
+from watchdog.clock import ManualClock
+from watchdog.sandbox.deployments import DeploymentHistory, good_then_bad
+from watchdog.sandbox.faults import Faults
+
+DELAY = timedelta(seconds=20)
+
+
+@pytest.fixture(autouse=True)
+def no_backoff() -> Iterator[None]:
+    """Reads are retried as in production, without waiting between attempts."""
+    with stamina.set_testing(True, attempts=4):
+        yield
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture
+def served() -> list[str]:
+    """The releases the stand-in's app served, in order (its on_live callback)."""
+    return []
+
+
+@pytest.fixture
+def history(clock: ManualClock, served: list[str]) -> DeploymentHistory:
+    return good_then_bad("acme", clock, delay=DELAY, on_live=served.append)
+
+
+@pytest.fixture
+def faults() -> Faults:
+    return Faults()

@@ -1,0 +1,209 @@
+"""Running a rollback safely, whatever the provider.
+
+The order never changes: read the provider's state; record the action as *intended* (the
+store refuses a second action for the same deployment); ask whether production already serves
+the known-good deployment (then send nothing); send once; wait until it is live; record
+*done* or *failed*. A send that may have reached the provider is never repeated: a failure is
+followed by a state check. A crash between "intended" and "done" is settled on restart by
+``reconcile``, again by asking the provider, never by sending again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+import stamina
+import structlog
+
+from watchdog.clock import Clock
+from watchdog.errors import ConfigError, RollbackError
+from watchdog.providers.base import ProviderDeployment, Rollback, RollbackProvider
+from watchdog.store.base import StateStore
+from watchdog.store.records import ActionRecord, ActionStatus
+
+log = structlog.get_logger("watchdog.actions")
+
+
+def rollback_key(target: str, deployment_id: str) -> str:
+    """The idempotency key: one rollback per deployment of a target, ever."""
+    return f"rollback:{target}:{deployment_id}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a rollback would do, decided before anything is recorded or sent."""
+
+    target: str
+    deployment_id: str
+    to: ProviderDeployment | None
+    problem: str | None = None  # why it cannot go ahead
+
+
+class ActionRunner:
+    def __init__(self, store: StateStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def plan(
+        self, provider: RollbackProvider, target: str, deployment_id: str, to: str | None = None
+    ) -> Plan:
+        """Find the deployment to go back to. Only the deployment that is live now is rolled
+        back: when production serves something else, someone (or something) moved first."""
+        live = await provider.live()
+        if live.id != deployment_id:
+            return Plan(
+                target,
+                deployment_id,
+                None,
+                f"{provider.name} serves {live.id}, not {deployment_id}: nothing to roll "
+                "back (superseded, or rolled back already)",
+            )
+        good = await (self._find(provider, to) if to else provider.known_good(live))
+        if good is None:
+            return Plan(
+                target,
+                deployment_id,
+                None,
+                f"{provider.name} has no earlier successful deployment to go back to",
+            )
+        return Plan(target, deployment_id, good)
+
+    async def _find(self, provider: RollbackProvider, wanted: str) -> ProviderDeployment | None:
+        """Walk back from the live deployment to the one named ``wanted`` (id or release)."""
+        candidate: ProviderDeployment | None = await provider.live()
+        while candidate is not None:
+            candidate = await provider.known_good(candidate)
+            if candidate is not None and wanted in (candidate.id, candidate.release):
+                return candidate
+        return None
+
+    async def rollback(
+        self,
+        provider: RollbackProvider,
+        plan: Plan,
+        *,
+        watch_id: str | None,
+        reason: str,
+        timeout: timedelta,
+    ) -> ActionRecord:
+        """Carry the plan out once; returns the stored action (an earlier one when this
+        deployment was already acted on)."""
+        bound = log.bind(target=plan.target, deployment=plan.deployment_id, provider=provider.name)
+        intended = ActionRecord(
+            id=uuid.uuid4().hex,
+            key=rollback_key(plan.target, plan.deployment_id),
+            watch_id=watch_id,
+            target=plan.target,
+            deployment_id=plan.deployment_id,
+            kind="rollback",
+            provider=provider.name,
+            to=plan.to.id if plan.to else None,
+            to_release=plan.to.release if plan.to else None,
+            status=ActionStatus.INTENDED,
+            started_at=self._clock.now(),
+            reason=reason,
+        )
+        record = await self._store.begin_action(intended)
+        if record.id != intended.id:
+            bound.info("rollback.skipped", why="already acted on", action=record.id)
+            return record
+        if plan.to is None:
+            return await self._finish(record, ActionStatus.FAILED, plan.problem)
+        try:
+            if await provider.is_serving(plan.to):
+                return await self._finish(
+                    record, ActionStatus.DONE, None, [f"already serving {plan.to.id}: nothing sent"]
+                )
+            bound.info("rollback.sending", to=plan.to.id)
+            sent = await self._send(provider, plan.to, reason)
+            await provider.wait_live(sent, timeout)
+        except RollbackError as exc:
+            return await self._after_failure(provider, record, plan.to, exc)
+        except ConfigError as exc:
+            return await self._finish(record, ActionStatus.FAILED, str(exc))
+        done = await self._finish(record, ActionStatus.DONE, None, sent.notes)
+        bound.info("rollback.executed", to=plan.to.id, seconds=done.seconds)
+        return done
+
+    async def _send(
+        self, provider: RollbackProvider, to: ProviderDeployment, reason: str
+    ) -> Rollback:
+        # Resent only when nothing reached the provider (the connection was refused).
+        async for attempt in stamina.retry_context(
+            on=lambda exc: isinstance(exc, RollbackError) and not exc.reached, attempts=3
+        ):
+            with attempt:
+                return await provider.rollback(to, reason)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _after_failure(
+        self,
+        provider: RollbackProvider,
+        record: ActionRecord,
+        to: ProviderDeployment,
+        exc: RollbackError,
+    ) -> ActionRecord:
+        """The send or the wait failed: look, do not resend."""
+        try:
+            serving = await provider.is_serving(to)
+        except (RollbackError, ConfigError):
+            serving = False
+        if serving:
+            return await self._finish(
+                record, ActionStatus.DONE, None, [f"{exc}; but production serves {to.id} now"]
+            )
+        log.error(
+            "rollback.failed",
+            target=record.target,
+            deployment=record.deployment_id,
+            provider=provider.name,
+            error=str(exc),
+        )
+        return await self._finish(record, ActionStatus.FAILED, str(exc))
+
+    async def _finish(
+        self,
+        record: ActionRecord,
+        status: ActionStatus,
+        error: str | None,
+        notes: tuple[str, ...] | list[str] = (),
+    ) -> ActionRecord:
+        return await self._store.finish_action(
+            record.id, status, self._clock.now(), error, list(notes)
+        )
+
+    async def reconcile(self, providers: dict[str, RollbackProvider]) -> list[ActionRecord]:
+        """Settle actions a crash left *intended*, by asking each provider what it serves."""
+        settled = []
+        for record in await self._store.unfinished_actions():
+            provider = providers.get(record.target)
+            if provider is None or record.to is None:
+                settled.append(
+                    await self._finish(
+                        record, ActionStatus.FAILED, "interrupted; cannot ask the provider now"
+                    )
+                )
+                continue
+            live = await provider.live()
+            to = ProviderDeployment(record.to, record.to_release, record.started_at, "", False)
+            if await provider.is_serving(to):
+                settled.append(
+                    await self._finish(
+                        record,
+                        ActionStatus.DONE,
+                        None,
+                        [f"interrupted; reconciled: production serves {record.to}"],
+                    )
+                )
+            else:
+                settled.append(
+                    await self._finish(
+                        record,
+                        ActionStatus.FAILED,
+                        f"interrupted before it was confirmed; {provider.name} serves {live.id}; "
+                        "not resent: roll back by hand",
+                    )
+                )
+        return settled

@@ -178,7 +178,7 @@ def test_sentry_sees_the_live_release_error_rate(
                 "field": "count()",
                 "query": 'release:"r2"',
                 "statsPeriod": "1m",
-                "project": "acme-api",
+                "projectSlug": "acme-api",
                 "environment": "production",
             },
         )

@@ -17,14 +17,15 @@ from tests.providers.standins_vercel_render import advancing_sleep
 from watchdog.actions import ActionRunner
 from watchdog.clock import ManualClock
 from watchdog.providers.base import ProviderDeployment, RollbackProvider
+from watchdog.providers.railway import RailwayRollback
 from watchdog.providers.render import RenderRollback
 from watchdog.providers.vercel import VercelRollback
-from watchdog.sandbox import render, vercel
+from watchdog.sandbox import railway, render, vercel
 from watchdog.sandbox.deployments import GOOD_RELEASE, DeploymentHistory, GoLive
 from watchdog.sandbox.faults import Faults
 from watchdog.sandbox.server import serve
 from watchdog.secrets import Secret
-from watchdog.settings import RenderProvider, VercelProvider
+from watchdog.settings import RailwayProvider, RenderProvider, VercelProvider
 from watchdog.store.records import ActionRecord, ActionStatus
 from watchdog.store.sql import SqlStore
 from watchdog.store.sqlite import sqlite_store
@@ -53,6 +54,18 @@ def _render(url: str, client: httpx.AsyncClient, clock: ManualClock) -> Rollback
     return RenderRollback(config, client, clock, sleep=advancing_sleep(clock))
 
 
+def _railway(url: str, client: httpx.AsyncClient, clock: ManualClock) -> RollbackProvider:
+    config = RailwayProvider(
+        kind="railway",
+        api_url=url,
+        project_id="prj-1",
+        environment_id="env-1",
+        service_id="svc-1",
+        token=Secret(TOKEN),
+    )
+    return RailwayRollback(config, client, clock, sleep=advancing_sleep(clock))
+
+
 KINDS: dict[str, tuple[Callable[..., object], Callable[..., RollbackProvider], str]] = {
     "vercel": (
         lambda h, c, f: vercel.create_app(
@@ -65,6 +78,20 @@ KINDS: dict[str, tuple[Callable[..., object], Callable[..., RollbackProvider], s
         lambda h, c, f: render.create_app(h, token=TOKEN, service_id="srv-1", clock=c, faults=f),
         _render,
         "rollback",
+    ),
+    "railway": (
+        lambda h, c, f: railway.create_app(
+            h,
+            token="account-token",
+            project_token=TOKEN,
+            project_id="prj-1",
+            environment_id="env-1",
+            service_id="svc-1",
+            clock=c,
+            faults=f,
+        ),
+        _railway,
+        "deploymentRollback",
     ),
 }
 
@@ -140,18 +167,18 @@ async def test_production_already_serving_the_good_deployment_sends_nothing(
 @pytest.mark.parametrize(
     ("fault", "reason"),
     [
-        (lambda f: f.fail_next(1, 500, operation="rollback"), "HTTP 500"),
-        (lambda f: f.fail_next(1, 409, operation="rollback"), "HTTP 409"),
-        (lambda f: setattr(f, "go_live", GoLive.NEVER), "after 5m"),
-        (lambda f: setattr(f, "go_live", GoLive.FAIL), ""),
+        (lambda f, op: f.fail_next(1, 500, operation=op), "HTTP 500"),
+        (lambda f, op: f.fail_next(1, 409, operation=op), "HTTP 409"),
+        (lambda f, op: setattr(f, "go_live", GoLive.NEVER), "after 5m"),
+        (lambda f, op: setattr(f, "go_live", GoLive.FAIL), ""),
     ],
 )
 async def test_each_outside_failure_is_a_recorded_failed_action(
-    rig: Rig, store: SqlStore, clock: ManualClock, fault: Callable[[Faults], None], reason: str
+    rig: Rig, store: SqlStore, clock: ManualClock, fault: Callable[[Faults, str], None], reason: str
 ) -> None:
     runner = ActionRunner(store, clock)
     plan = await runner.plan(rig.provider, "app", "dep-2")
-    fault(rig.faults)
+    fault(rig.faults, rig.mutation)
     failed = await runner.rollback(rig.provider, plan, watch_id=None, reason="r", timeout=TIMEOUT)
     assert failed.status is ActionStatus.FAILED
     assert failed.error

@@ -60,23 +60,32 @@ class ActionRunner:
                 f"{provider.name} serves {live.id}, not {deployment_id}: nothing to roll "
                 "back (superseded, or rolled back already)",
             )
-        good = await (self._find(provider, to) if to else provider.known_good(live))
+        good = await self._known_good(provider, target, live, to)
         if good is None:
+            wanted = f" named {to}" if to else ""
             return Plan(
                 target,
                 deployment_id,
                 None,
-                f"{provider.name} has no earlier successful deployment to go back to",
+                f"{provider.name} has no earlier good deployment{wanted} to go back to",
             )
         return Plan(target, deployment_id, good)
 
-    async def _find(self, provider: RollbackProvider, wanted: str) -> ProviderDeployment | None:
-        """Walk back from the live deployment to the one named ``wanted`` (id or release)."""
-        candidate: ProviderDeployment | None = await provider.live()
-        while candidate is not None:
-            candidate = await provider.known_good(candidate)
-            if candidate is not None and wanted in (candidate.id, candidate.release):
-                return candidate
+    async def _known_good(
+        self, provider: RollbackProvider, target: str, live: ProviderDeployment, wanted: str | None
+    ) -> ProviderDeployment | None:
+        """Walk back from the live deployment. Skipped: deployments this watchdog rolled back
+        from (known bad; after a Render or Railway rollback the deploy before the live one is
+        the bad one), and any that serves the live release already."""
+        bad = await self._store.rolled_back(target)
+        candidate = live
+        while (found := await provider.known_good(candidate)) is not None:
+            candidate = found
+            if wanted is not None:
+                if wanted in (found.id, found.release):
+                    return found
+            elif found.id not in bad and not (found.release and found.release == live.release):
+                return found
         return None
 
     async def rollback(

@@ -11,15 +11,24 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from watchdog import configcheck, logs
+import httpx
+
+from watchdog import configcheck, logs, probe
 from watchdog import evaluate as evaluate_cmd
+from watchdog.actions import Plan
 from watchdog.clock import SystemClock
 from watchdog.durations import parse_duration
 from watchdog.errors import ConfigError
 from watchdog.model import Deployment
+from watchdog.providers.registry import build_provider
 from watchdog.readings import parse_time
-from watchdog.settings import DEFAULT_CONFIG, load_config, load_rules
+from watchdog.rollback import Outcome, manual_rollback
+from watchdog.settings import DEFAULT_CONFIG, Settings, load_config, load_rules
+from watchdog.store import open_store
+from watchdog.summary import verification_json
+from watchdog.verify import Verification, verify
 
 EXIT_OK, EXIT_TROUBLE, EXIT_USAGE = 0, 1, 2
 
@@ -66,12 +75,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from watchdog import probe  # the signal clients load only for verbs that need them
-
-    settings = load_config(_config_path(args)).settings
-    logs.REDACTOR.add(logs.secrets_of(settings))
-    if args.target not in settings.targets:
-        raise ConfigError(f"target {args.target!r}: expected one of {', '.join(settings.targets)}")
+    settings = _settings_for(args)
     clock = SystemClock()
     now = clock.now()
     lookback = settings.sentry.lookback if settings.sentry else timedelta(minutes=2)
@@ -89,6 +93,110 @@ def cmd_probe(args: argparse.Namespace) -> int:
     else:
         probe.write_text(result, deployment, now, sys.stdout)
     return EXIT_TROUBLE if probe.failed(result) else EXIT_OK
+
+
+def _settings_for(args: argparse.Namespace) -> Settings:
+    settings = load_config(_config_path(args)).settings
+    logs.REDACTOR.add(logs.secrets_of(settings))
+    if getattr(args, "target", None) is not None and args.target not in settings.targets:
+        raise ConfigError(f"target {args.target!r}: expected one of {', '.join(settings.targets)}")
+    return settings
+
+
+def _confirm_on_terminal(yes: bool) -> Callable[[Plan], bool]:
+    def confirm(plan: Plan) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise ConfigError("refusing to roll back without --yes when not on a terminal")
+        assert plan.to is not None
+        answer = input(
+            f"Roll {plan.target} back from {plan.deployment_id} to {plan.to.id}"
+            f" ({plan.to.release or 'no release'})? [y/N] "
+        )
+        return answer.strip().lower() in ("y", "yes")
+
+    return confirm
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    settings = _settings_for(args)
+
+    async def run() -> Outcome:
+        store = open_store(settings.state.url.reveal())
+        await store.migrate()
+        try:
+            return await manual_rollback(
+                settings,
+                args.target,
+                store=store,
+                clock=SystemClock(),
+                to=args.to,
+                reason=args.reason,
+                dry_run=args.dry_run or settings.dry_run,
+                confirm=_confirm_on_terminal(args.yes),
+            )
+        finally:
+            await store.close()
+
+    outcome = asyncio.run(run())
+    _print_summary(outcome.summary, args.json)
+    return EXIT_OK if outcome.ok else EXIT_TROUBLE
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"{summary['target']}: {summary['verdict']}: {summary.get('explanation', '')}")
+    for action in summary["actions"]:
+        seconds = action["seconds"]
+        timing = (
+            f" in {seconds:.1f}s (target {action['target_seconds']}s)"
+            if seconds is not None
+            else ""
+        )
+        print(
+            f"  {action['kind']} via {action['provider']} to {action['to']}: "
+            f"{action['status']}{timing}"
+        )
+        for line in [action.get("error"), *action.get("notes", [])]:
+            if line:
+                print(f"    {line}")
+    verification = summary["verification"]
+    if verification:
+        print(f"  verification: {'passed' if verification['passed'] else 'FAILED'}")
+        for check in verification["checks"]:
+            mark = "ok " if check["passed"] else "BAD"
+            print(
+                f"    {mark} {check['name']}"
+                + (f": {check['detail']}" if check.get("detail") else "")
+            )
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    settings = _settings_for(args)
+    clock = SystemClock()
+
+    async def run() -> Verification:
+        timeout = settings.watch.probe_timeout.total_seconds()
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            live = await build_provider(
+                settings.targets[args.target].provider, client, clock
+            ).live()
+        lookback = settings.sentry.lookback if settings.sentry else timedelta(minutes=2)
+        serving = Deployment(args.target, live.id, clock.now() - lookback, release=live.release)
+        return await verify(settings, serving, clock)
+
+    result = asyncio.run(run())
+    if args.json:
+        print(json.dumps(verification_json(result), indent=2))
+    else:
+        for check in result.checks:
+            mark = "ok " if check.passed else "BAD"
+            print(f"{mark} {check.name}" + (f": {check.detail}" if check.detail else ""))
+        print("verification " + ("passed" if result.passed else "FAILED"))
+    return EXIT_OK if result.passed else EXIT_TROUBLE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,6 +281,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="migration the deployment applied, checked in the migrations table",
     )
     pr.set_defaults(func=cmd_probe)
+
+    rb = verbs.add_parser(
+        "rollback",
+        parents=[common],
+        help="roll a target back by hand, verify, report",
+        description="Roll TARGET back from the deployment live now to its last known-good one "
+        "(or --to), wait until it serves, run the verification checklist and print "
+        "the timed summary. Asks for confirmation on a terminal unless --yes. "
+        "Exit 0 when rolled back and verified, 1 otherwise.",
+    )
+    rb.add_argument("target", metavar="TARGET")
+    rb.add_argument("--to", metavar="ID", help="deployment id or release to go back to")
+    rb.add_argument("--reason", default="rolled back by hand", help="recorded with the action")
+    rb.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="say what would be rolled back; record and send nothing",
+    )
+    rb.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    rb.set_defaults(func=cmd_rollback)
+
+    vf = verbs.add_parser(
+        "verify",
+        parents=[common],
+        help="run the post-rollback verification checklist now",
+        description="Check what TARGET serves now: health endpoints, critical flows, database "
+        "connectivity, and the error rate below the threshold within the allowed "
+        "time (verify: in the config). Exit 0 when every check passes, else 1.",
+    )
+    vf.add_argument("target", metavar="TARGET")
+    vf.set_defaults(func=cmd_verify)
     return parser
 
 

@@ -72,8 +72,9 @@ class Model(BaseModel):
 
 class StateConfig(Model):
     url: Secret = Field(
-        default=Secret("sqlite:///var/lib/watchdog/state.db"),
-        description="sqlite:///PATH (one replica) or postgresql://… (HA)",
+        default=Secret("sqlite:///.watchdog/state.db"),
+        description="sqlite:///relative/path or sqlite:////absolute/path (one replica), "
+        "or postgresql://… (several replicas)",
     )
 
 

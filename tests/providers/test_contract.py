@@ -257,3 +257,17 @@ def crashed(rig: Rig, to: ProviderDeployment, clock: ManualClock) -> ActionRecor
         status=ActionStatus.INTENDED,
         started_at=clock.now(),
     )
+
+
+async def test_after_a_rollback_the_bad_deployment_is_never_a_target_again(
+    rig: Rig, store: SqlStore, clock: ManualClock
+) -> None:
+    runner = ActionRunner(store, clock)
+    plan = await runner.plan(rig.provider, "app", "dep-2")
+    await runner.rollback(rig.provider, plan, watch_id=None, reason="r", timeout=TIMEOUT)
+    live = await rig.provider.live()
+    again = await runner.plan(rig.provider, "app", live.id)
+    # Render and Railway redeploy the good commit as a new deployment; the one before it is
+    # the bad one, and the one before that serves the same release: nothing to go back to.
+    assert again.to is None
+    assert again.problem == f"{rig.provider.name} has no earlier good deployment to go back to"

@@ -199,3 +199,11 @@ async def test_a_statement_error_rolls_the_transaction_back(store: SqlStore) -> 
     with pytest.raises(StoreError):
         await store.open_watch(new_watch(target="unknown-target"))  # foreign key fails
     assert await store.open_watches() == []
+
+
+async def test_rolled_back_lists_the_deployments_acted_on(store: SqlStore) -> None:
+    assert await store.rolled_back("backend") == set()
+    action = await store.begin_action(rollback_action())
+    await store.finish_action(action.id, ActionStatus.FAILED, T0, error="x")
+    assert await store.rolled_back("backend") == {"dep-2"}
+    assert await store.rolled_back("frontend") == set()

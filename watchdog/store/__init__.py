@@ -3,3 +3,22 @@
 ``base.py`` holds the StateStore protocol and its records; ``sqlite.py`` is the embedded
 default (one replica), ``postgres.py`` the one for production and several replicas.
 """
+
+from pathlib import Path
+
+from watchdog.errors import ConfigError
+from watchdog.store.postgres import postgres_store
+from watchdog.store.sql import SqlStore
+from watchdog.store.sqlite import sqlite_store
+
+
+def open_store(url: str) -> SqlStore:
+    """The store ``state.url`` names: ``sqlite:///PATH`` (relative, or ``sqlite:////abs``) or
+    ``postgresql://…``. Call ``migrate()`` before use."""
+    if url.startswith("sqlite:///"):
+        return sqlite_store(Path(url.removeprefix("sqlite:///")))
+    if url.startswith(("postgresql://", "postgres://")):
+        return postgres_store(url)
+    raise ConfigError(
+        f"state.url: expected sqlite:///PATH or postgresql://…, found {url.split(':', 1)[0]}:…"
+    )

@@ -76,6 +76,10 @@ class StateStore(Protocol):
 
     async def actions(self, watch_id: str) -> list[ActionRecord]: ...
 
+    async def rolled_back(self, target: str) -> set[str]:
+        """Deployments of ``target`` a rollback was ever attempted from: known bad, so never a
+        deployment to go back to."""
+
     async def unfinished_actions(self) -> list[ActionRecord]:
         """Actions still *intended*: a crash came between sending and recording the result;
         each must be reconciled by asking the provider, never by sending again."""

@@ -185,6 +185,13 @@ class SqlStore:
         )
         return [codec.action(r) for r in rows]
 
+    async def rolled_back(self, target: str) -> set[str]:
+        rows = await self._all(
+            "SELECT deployment_id FROM actions WHERE target = %(t)s AND kind = 'rollback'",
+            {"t": target},
+        )
+        return {row["deployment_id"] for row in rows}
+
     async def unfinished_actions(self) -> list[ActionRecord]:
         rows = await self._all(
             "SELECT * FROM actions WHERE status = %(s)s ORDER BY started_at",

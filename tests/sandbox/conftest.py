@@ -1,16 +1,21 @@
-"""Fixtures for the sandbox stand-ins: one event log, one manual clock, real loopback servers."""
+"""Fixtures for the sandbox stand-ins: one event log, one manual clock, one fault switch, one
+deployment history, and real loopback servers."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
 
 from watchdog.clock import ManualClock
 from watchdog.sandbox import sentry, toyapp
+from watchdog.sandbox.deployments import DEFAULT_DELAY, DeploymentHistory, good_then_bad
 from watchdog.sandbox.events import EventLog
+from watchdog.sandbox.faults import Faults
 from watchdog.sandbox.server import serve
 
 T0 = datetime(2026, 1, 28, 12, 0, tzinfo=UTC)
@@ -19,9 +24,42 @@ PASSWORD = "correct-horse"
 PROJECTS = ("acme-api", "acme-web")
 
 
+@contextmanager
+def serving(app: Any, faults: Faults) -> Iterator[str]:
+    """``serve(app)``, clearing ``faults`` on the way out so that a stalled request finishes
+    and the server can stop."""
+    with serve(app) as url:
+        try:
+            yield url
+        finally:
+            faults.clear()
+
+
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(T0)
+
+
+@pytest.fixture
+def faults() -> Faults:
+    return Faults()
+
+
+@pytest.fixture
+def served() -> list[str]:
+    """The releases a history put live, in order."""
+    return []
+
+
+@pytest.fixture
+def delay() -> timedelta:
+    """How long a change takes to go live; a module overrides it with its provider's."""
+    return DEFAULT_DELAY
+
+
+@pytest.fixture
+def history(clock: ManualClock, served: list[str], delay: timedelta) -> DeploymentHistory:
+    return good_then_bad("acme-api", clock, delay=delay, on_live=served.append)
 
 
 @pytest.fixture
@@ -29,23 +67,18 @@ def log() -> EventLog:
     return EventLog()
 
 
-@pytest.fixture
-def switch() -> sentry.FaultSwitch:
-    return sentry.FaultSwitch()
-
-
-@pytest.fixture
-def sentry_url(log: EventLog, clock: ManualClock, switch: sentry.FaultSwitch) -> Iterator[str]:
-    app = sentry.create_app(
-        log,
-        token=TOKEN,
-        clock=clock,
-        organization="acme",
-        projects=PROJECTS,
-        rate_limit=sentry.RateLimit(limit=1000, window_seconds=60),
-        faults=switch,
+def sentry_app(log: EventLog, clock: ManualClock, **kw: Any) -> Any:
+    """The Sentry stand-in of organization ``acme`` and ``PROJECTS``; unless told otherwise,
+    its rate limit is out of the way (1,000 requests a minute)."""
+    kw.setdefault("rate_limit", sentry.RateLimit(limit=1000, window_seconds=60))
+    return sentry.create_app(
+        log, token=TOKEN, clock=clock, organization="acme", projects=PROJECTS, **kw
     )
-    with serve(app) as url:
+
+
+@pytest.fixture
+def sentry_url(log: EventLog, clock: ManualClock, faults: Faults) -> Iterator[str]:
+    with serving(sentry_app(log, clock, faults=faults), faults) as url:
         yield url
 
 

@@ -1,9 +1,10 @@
-"""The provider-neutral history and fault switch behind the Vercel, Render and Railway
-stand-ins: state changes happen when the manual clock says so, never on the wall clock."""
+"""The provider-neutral history behind the Vercel, Render and Railway stand-ins, and the fault
+switch behind every stand-in: state changes happen when the manual clock says so, never on the
+wall clock."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -16,27 +17,17 @@ from watchdog.sandbox.deployments import (
     GoLive,
     State,
     SwitchStatus,
-    good_then_bad,
 )
-from watchdog.sandbox.faults import Faults, Refused, bearer, rate_limit_headers
+from watchdog.sandbox.faults import Faults, Garbled, Refused, bearer, rate_limit_headers
 
-T0 = datetime(2026, 1, 28, 12, 0, tzinfo=UTC)
+from .conftest import T0
+
 DELAY = timedelta(seconds=30)
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-def served() -> list[str]:
-    return []
-
-
-@pytest.fixture
-def history(clock: ManualClock, served: list[str]) -> DeploymentHistory:
-    return good_then_bad("acme-api", clock, delay=DELAY, on_live=served.append)
+def delay() -> timedelta:
+    return DELAY
 
 
 def states(history: DeploymentHistory) -> dict[str, State]:
@@ -218,6 +209,15 @@ async def test_a_stall_holds_the_request_then_lets_it_through() -> None:
     faults = Faults()
     faults.stall_next(1, seconds=0)
     await faults.admit("rollback", T0)  # zero seconds: held, then let through
+
+
+async def test_a_garbled_answer_is_left_to_the_stand_in_once_per_armed_request() -> None:
+    faults = Faults()
+    faults.garble_next(1, operation="issues")
+    await faults.admit("events", T0)
+    with pytest.raises(Garbled):
+        await faults.admit("issues", T0)
+    await faults.admit("issues", T0)
 
 
 @pytest.mark.parametrize(

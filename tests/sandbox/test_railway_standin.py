@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -11,16 +11,11 @@ import pytest
 
 from watchdog.clock import ManualClock
 from watchdog.sandbox import railway
-from watchdog.sandbox.deployments import (
-    BAD_RELEASE,
-    GOOD_RELEASE,
-    DeploymentHistory,
-    good_then_bad,
-)
+from watchdog.sandbox.deployments import BAD_RELEASE, GOOD_RELEASE, DeploymentHistory
 from watchdog.sandbox.faults import Faults
-from watchdog.sandbox.server import serve
 
-T0 = datetime(2026, 1, 28, 12, 0, tzinfo=UTC)
+from .conftest import T0, serving
+
 DELAY = timedelta(seconds=25)
 TOKEN = "railway-account-token"
 PROJECT_TOKEN = "railway-project-token"
@@ -37,23 +32,8 @@ ROLLBACK = "mutation rollback($id: String!) { deploymentRollback(id: $id) }"
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-def served() -> list[str]:
-    return []
-
-
-@pytest.fixture
-def history(clock: ManualClock, served: list[str]) -> DeploymentHistory:
-    return good_then_bad("acme-api", clock, delay=DELAY, on_live=served.append)
-
-
-@pytest.fixture
-def faults() -> Faults:
-    return Faults()
+def delay() -> timedelta:
+    return DELAY
 
 
 @pytest.fixture
@@ -68,11 +48,8 @@ def url(history: DeploymentHistory, clock: ManualClock, faults: Faults) -> Itera
         clock=clock,
         faults=faults,
     )
-    with serve(app) as base_url:
-        try:
-            yield f"{base_url}/graphql/v2"
-        finally:
-            faults.clear()
+    with serving(app, faults) as base_url:
+        yield f"{base_url}/graphql/v2"
 
 
 @pytest.fixture

@@ -7,57 +7,33 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import pytest
 
 from watchdog.clock import ManualClock
 from watchdog.sandbox import render
-from watchdog.sandbox.deployments import (
-    BAD_RELEASE,
-    GOOD_RELEASE,
-    DeploymentHistory,
-    GoLive,
-    good_then_bad,
-)
+from watchdog.sandbox.deployments import BAD_RELEASE, GOOD_RELEASE, DeploymentHistory, GoLive
 from watchdog.sandbox.faults import Faults
-from watchdog.sandbox.server import serve
 
-T0 = datetime(2026, 1, 28, 12, 0, tzinfo=UTC)
+from .conftest import T0, serving
+
 DELAY = timedelta(seconds=40)
 TOKEN = "rnd_sandbox_key"
 SERVICE = "srv-acmeapi"
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-def served() -> list[str]:
-    return []
-
-
-@pytest.fixture
-def history(clock: ManualClock, served: list[str]) -> DeploymentHistory:
-    return good_then_bad("acme-api", clock, delay=DELAY, on_live=served.append)
-
-
-@pytest.fixture
-def faults() -> Faults:
-    return Faults()
+def delay() -> timedelta:
+    return DELAY
 
 
 @pytest.fixture
 def base_url(history: DeploymentHistory, clock: ManualClock, faults: Faults) -> Iterator[str]:
     app = render.create_app(history, token=TOKEN, service_id=SERVICE, clock=clock, faults=faults)
-    with serve(app) as url:
-        try:
-            yield url
-        finally:
-            faults.clear()
+    with serving(app, faults) as url:
+        yield url
 
 
 @pytest.fixture
@@ -240,6 +216,17 @@ def test_an_armed_409_and_500_are_render_errors(api: httpx.Client, faults: Fault
     broken = api.get(f"/services/{SERVICE}/deploys")
     assert (conflict.status_code, conflict.json()["id"]) == (409, "conflict")
     assert (broken.status_code, broken.json()["id"]) == (500, "internal_server_error")
+
+
+def test_an_armed_garbled_answer_is_a_200_that_is_not_json(
+    api: httpx.Client, faults: Faults
+) -> None:
+    faults.garble_next(1, operation="list_deploys")
+    garbled = api.get(f"/services/{SERVICE}/deploys")
+    assert garbled.status_code == 200
+    with pytest.raises(json.JSONDecodeError):
+        garbled.json()
+    assert api.get(f"/services/{SERVICE}/deploys").json()[0]["deploy"]["id"] == "dep-2"
 
 
 def test_webhook_signature_matches_the_contract_test_vector() -> None:

@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from watchdog.clock import ManualClock
 from watchdog.sandbox import sentry
 from watchdog.sandbox.events import Event, EventLog, Timeline, is_hit, write_timeline
+from watchdog.sandbox.faults import Faults
 from watchdog.sandbox.server import serve
 
-from .conftest import PROJECTS, T0, TOKEN
+from .conftest import T0, TOKEN, sentry_app
 
 MINUTE = timedelta(minutes=1)
 RATE_HEADERS = ("Limit", "Remaining", "Reset", "ConcurrentLimit", "ConcurrentRemaining")
@@ -290,14 +291,7 @@ def test_the_fixed_window_answers_429_without_retry_after(
     log: EventLog, clock: ManualClock
 ) -> None:
     clock.set(T0 + timedelta(seconds=5))
-    app = sentry.create_app(
-        log,
-        token=TOKEN,
-        clock=clock,
-        organization="acme",
-        projects=PROJECTS,
-        rate_limit=sentry.RateLimit(2, 60),
-    )
+    app = sentry_app(log, clock, rate_limit=sentry.RateLimit(2, 60))
     with (
         serve(app) as url,
         httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}) as client,
@@ -319,28 +313,41 @@ def test_the_fixed_window_answers_429_without_retry_after(
 
 
 def test_the_fault_switch_fails_slows_and_throttles(
-    api: httpx.Client, switch: sentry.FaultSwitch, clock: ManualClock
+    api: httpx.Client, faults: Faults, clock: ManualClock
 ) -> None:
-    switch.fail_next("error")
-    switch.fail_next("malformed")
-    switch.delay_next(0.2)
+    faults.fail_next(1, 500)
+    faults.garble_next(1)
+    faults.stall_next(1, 0.2)
     failed, malformed = api.get("/issues/"), api.get("/issues/")
     started = time.perf_counter()
     slow = api.get("/issues/")
     elapsed = time.perf_counter() - started
-    switch.throttle(until=T0 + MINUTE)
+    faults.rate_limit(T0 + MINUTE)
     throttled = api.get("/issues/")
     clock.advance(MINUTE)
     recovered = api.get("/issues/")
 
     assert failed.status_code == 500
+    assert failed.json() == {"detail": "Internal Error"}
     assert malformed.status_code == 200
     with pytest.raises(json.JSONDecodeError):
         malformed.json()
     assert (slow.status_code, elapsed >= 0.2) == (200, True)
     assert throttled.status_code == 429
+    assert throttled.json() == {"detail": sentry.RateLimit(1000, 60).refusal}
     assert "Retry-After" not in throttled.headers
+    assert all("X-Sentry-Rate-Limit-Remaining" in r.headers for r in (failed, throttled))
     assert recovered.status_code == 200
+
+
+def test_faults_are_armed_per_endpoint(api: httpx.Client, faults: Faults) -> None:
+    faults.fail_next(1, 500, operation="events-stats")
+
+    issues = api.get("/issues/")
+    stats = api.get("/events-stats/", params={"dataset": "errors"})
+    again = api.get("/events-stats/", params={"dataset": "errors"})
+
+    assert (issues.status_code, stats.status_code, again.status_code) == (200, 500, 200)
 
 
 # --- contract: the example payloads of api-contracts.md §4 ---------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -11,15 +11,10 @@ import pytest
 from watchdog.clock import ManualClock
 from watchdog.sandbox import slack
 from watchdog.sandbox.faults import Faults
-from watchdog.sandbox.server import serve
 
-T0 = datetime(2026, 1, 28, 12, 0, tzinfo=UTC)
+from .conftest import T0, serving
+
 HOOK = "/services/T0ACME/B0WATCH/s3cr3t"
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
 
 
 @pytest.fixture
@@ -28,13 +23,8 @@ def channel() -> slack.SlackChannel:
 
 
 @pytest.fixture
-def faults() -> Faults:
-    return Faults()
-
-
-@pytest.fixture
 def base_url(channel: slack.SlackChannel, clock: ManualClock, faults: Faults) -> Iterator[str]:
-    with serve(slack.create_app(channel, path=HOOK, clock=clock, faults=faults)) as url:
+    with serving(slack.create_app(channel, path=HOOK, clock=clock, faults=faults), faults) as url:
         yield url
 
 

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -16,9 +16,9 @@ from watchdog.clock import ManualClock
 from watchdog.sandbox import vercel
 from watchdog.sandbox.deployments import BAD_RELEASE, GOOD_RELEASE, DeploymentHistory, GoLive
 from watchdog.sandbox.faults import Faults
-from watchdog.sandbox.server import serve
 
-T0 = datetime(2026, 1, 28, 12, 0, tzinfo=UTC)
+from .conftest import T0, serving
+
 DELAY = timedelta(seconds=20)
 TOKEN = "vercel-sandbox-token"
 TEAM = "team_1a2b3c"
@@ -27,16 +27,6 @@ PROJECT = "prj_acmeweb"
 
 def ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-def served() -> list[str]:
-    return []
 
 
 @pytest.fixture
@@ -50,11 +40,6 @@ def history(clock: ManualClock, served: list[str]) -> DeploymentHistory:
 
 
 @pytest.fixture
-def faults() -> Faults:
-    return Faults()
-
-
-@pytest.fixture
 def base_url(history: DeploymentHistory, clock: ManualClock, faults: Faults) -> Iterator[str]:
     app = vercel.create_app(
         history,
@@ -65,11 +50,8 @@ def base_url(history: DeploymentHistory, clock: ManualClock, faults: Faults) -> 
         team_slug="acme",
         faults=faults,
     )
-    with serve(app) as url:
-        try:
-            yield url
-        finally:
-            faults.clear()  # lets any stalled request finish so the server can stop
+    with serving(app, faults) as url:
+        yield url
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from watchdog.configfile import EnvRef
 from watchdog.model import Deployment, Reading
 from watchdog.sandbox import sentry as standin
 from watchdog.sandbox.events import EventLog, Timeline, write_timeline
+from watchdog.sandbox.faults import Faults
 from watchdog.sandbox.server import serve
 from watchdog.secrets import Secret
 from watchdog.settings import SentryConfig, TargetSentry
@@ -90,8 +91,8 @@ def sentry_log() -> EventLog:
 
 
 @pytest.fixture
-def sentry_faults() -> standin.FaultSwitch:
-    return standin.FaultSwitch()
+def sentry_faults() -> Faults:
+    return Faults()
 
 
 def standin_app(log: EventLog, clock: ManualClock, **kw: Any) -> Any:
@@ -103,10 +104,13 @@ def standin_app(log: EventLog, clock: ManualClock, **kw: Any) -> Any:
 
 @pytest.fixture
 def sentry_standin(
-    sentry_log: EventLog, sentry_clock: ManualClock, sentry_faults: standin.FaultSwitch
+    sentry_log: EventLog, sentry_clock: ManualClock, sentry_faults: Faults
 ) -> Iterator[str]:
     with serve(standin_app(sentry_log, sentry_clock, faults=sentry_faults)) as url:
-        yield url
+        try:
+            yield url
+        finally:
+            sentry_faults.clear()  # lets a stalled request finish so the server can stop
 
 
 class Sent:
@@ -307,10 +311,10 @@ async def test_an_unset_token_is_a_config_problem_naming_the_variable(
 async def test_a_timeout_is_no_reading(
     sentry_standin: str,
     sentry_clock: ManualClock,
-    sentry_faults: standin.FaultSwitch,
+    sentry_faults: Faults,
     bad_deploy: None,
 ) -> None:
-    sentry_faults.delay_next(0.5, times=5)
+    sentry_faults.stall_next(5, 0.5)
     async with httpx.AsyncClient(timeout=httpx.Timeout(0.05)) as client:
         probe = await signal(sentry_standin, client, sentry_clock).read(DEPLOY, sentry_clock.now())
 
@@ -336,23 +340,24 @@ async def test_a_refused_connection_is_unreachable(
 
 
 @pytest.mark.parametrize(
-    ("fault", "failure", "words"),
+    ("arm", "failure", "words"),
     [
-        ("error", Failure.STATUS, "Sentry answered 500"),
-        ("malformed", Failure.MALFORMED, "unexpected answer"),
+        (lambda faults: faults.fail_next(5, 500), Failure.STATUS, "Sentry answered 500"),
+        (lambda faults: faults.garble_next(5), Failure.MALFORMED, "unexpected answer"),
     ],
+    ids=["error", "malformed"],
 )
 async def test_a_5xx_or_unparsable_answer_is_no_reading(
     sentry_standin: str,
     sentry_client: httpx.AsyncClient,
     sentry_clock: ManualClock,
-    sentry_faults: standin.FaultSwitch,
+    sentry_faults: Faults,
     bad_deploy: None,
-    fault: Any,
+    arm: Callable[[Faults], None],
     failure: Failure,
     words: str,
 ) -> None:
-    sentry_faults.fail_next(fault, times=5)
+    arm(sentry_faults)
 
     probe = await signal(sentry_standin, sentry_client, sentry_clock).read(
         DEPLOY, sentry_clock.now()
@@ -399,12 +404,12 @@ async def test_a_429_stops_every_request_until_the_announced_reset(
     sentry_standin: str,
     sentry_client: httpx.AsyncClient,
     sentry_clock: ManualClock,
-    sentry_faults: standin.FaultSwitch,
+    sentry_faults: Faults,
     sentry_sent: Sent,
     bad_deploy: None,
 ) -> None:
     sentry_clock.set(T0 + timedelta(minutes=30, seconds=10))
-    sentry_faults.throttle(until=T0 + timedelta(minutes=30, seconds=40))
+    sentry_faults.rate_limit(T0 + timedelta(minutes=30, seconds=40))
     source = signal(sentry_standin, sentry_client, sentry_clock)
 
     throttled = await source.read(DEPLOY, sentry_clock.now())

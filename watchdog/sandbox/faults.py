@@ -1,8 +1,9 @@
-"""What the provider and Slack stand-ins share: the fault switch a test arms, the refusal that
-each stand-in renders in its own provider's error shape, and bearer-token parsing.
+"""What the Sentry, provider and Slack stand-ins share: the fault switch a test arms, the
+refusal (and the garbled answer) that each stand-in renders in its own provider's shape, and
+bearer-token parsing.
 
-Faults are armed per operation name (``"rollback"``, ``"deploymentRollback"``, ``"post"``…) or
-for every request, and are consumed in the order they were armed.
+Faults are armed per operation name (``"rollback"``, ``"deploymentRollback"``, ``"post"``,
+``"issues"``…) or for every request, and are consumed in the order they were armed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +24,8 @@ from watchdog.sandbox.deployments import GoLive
 
 NOMINAL_LIMIT = 100
 """The limit a 429 reports: the stand-ins only throttle when told to, so it is a made-up total."""
+GARBLED_BODY = '{"data": ['
+"""What ``answer_refusals`` answers a garbled request with: JSON cut off, as by a broken proxy."""
 
 _CODES = {
     400: "bad_request",
@@ -71,10 +75,15 @@ class Refused(Exception):
         super().__init__(f"{status} {self.code}: {self.message}")
 
 
+class Garbled(Exception):
+    """Stop handling a request and answer 200 with a body that is not JSON; each stand-in
+    renders it (``answer_refusals``: ``GARBLED_BODY``)."""
+
+
 @dataclass(slots=True)
 class _Armed:
     operation: str | None  # None: any request
-    status: int  # 0: stall, then answer normally
+    answer: int | Literal["stall", "garble"]  # a status to refuse with, or what to do instead
     remaining: int | None  # None: until `until`
     until: datetime | None = None
     seconds: float = 0.0
@@ -106,7 +115,12 @@ class Faults:
         ``clear``), then answer them normally: the client's timeout fires, the change still
         happens."""
         with self._lock:
-            self._armed.append(_Armed(operation, 0, n, seconds=seconds))
+            self._armed.append(_Armed(operation, "stall", n, seconds=seconds))
+
+    def garble_next(self, n: int, *, operation: str | None = None) -> None:
+        """Answer the next ``n`` matching requests 200 with a body that is not JSON."""
+        with self._lock:
+            self._armed.append(_Armed(operation, "garble", n))
 
     def clear(self) -> None:
         """Disarm everything and let stalled requests go on at once."""
@@ -120,6 +134,7 @@ class Faults:
         """Let a request through, hold it, or refuse it as the first matching fault says.
 
         :raises Refused: an armed status, or 429 with its ``Throttle``.
+        :raises Garbled: an armed garbled answer.
         """
         with self._lock:
             self._armed = [a for a in self._armed if a.remaining != 0 and not _expired(a, now)]
@@ -129,13 +144,15 @@ class Faults:
             release = self._release
         if armed is None:
             return
-        if armed.status == 0:
+        if armed.answer == "stall":
             await asyncio.to_thread(release.wait, armed.seconds)
+        elif armed.answer == "garble":
+            raise Garbled
         elif armed.until is not None:
             wait = math.ceil((armed.until - now).total_seconds())
             raise Refused(429, throttle=Throttle(NOMINAL_LIMIT, armed.until, max(wait, 1)))
         else:
-            raise Refused(armed.status)
+            raise Refused(armed.answer)
 
 
 def _expired(armed: _Armed, now: datetime) -> bool:
@@ -162,11 +179,14 @@ def bearer(authorization: str | None) -> str | None:
 
 def answer_refusals(app: FastAPI, render: Callable[[Refused], Response]) -> None:
     """Render refusals, invalid parameters (400) and unknown routes in the provider's shape,
-    instead of FastAPI's ``{"detail": ...}``."""
+    instead of FastAPI's ``{"detail": ...}``; a garbled answer is ``GARBLED_BODY``."""
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Refused)
         return render(exc)
+
+    async def garbled(request: Request, exc: Exception) -> Response:
+        return Response(GARBLED_BODY, media_type="application/json")
 
     async def invalid(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -181,5 +201,6 @@ def answer_refusals(app: FastAPI, render: Callable[[Refused], Response]) -> None
         return render(Refused(exc.status_code, str(exc.detail)))
 
     app.add_exception_handler(Refused, refused)
+    app.add_exception_handler(Garbled, garbled)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(HTTPException, http_error)

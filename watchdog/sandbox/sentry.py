@@ -1,6 +1,6 @@
 """A Sentry API stand-in over an ``EventLog``: ``/events/``, ``/events-stats/`` and ``/issues/``
-answered as ``api-contracts.md`` §4 says, with Sentry's auth, rate-limit headers and 429s, and a
-``FaultSwitch`` that makes it fail on demand, so the Sentry signal is tested without the internet.
+answered as ``api-contracts.md`` §4 says, with Sentry's auth, rate-limit headers and 429s, and
+``faults.Faults`` that make it fail on demand, so the Sentry signal is tested without the internet.
 
 Choices where Sentry itself is vague or richer than we need:
 - an aggregate query (fields are all functions, no group-by) answers one row even over no
@@ -14,21 +14,22 @@ Choices where Sentry itself is vague or richer than we need:
 - the query language is ``key:value`` and ``key:"value"`` terms joined by spaces (AND), with
   ``release``, ``event.type``, ``is_transaction`` and any tag; issues also take ``is:`` and
   ``firstRelease:``. Anything else is a 400 ``Invalid query``;
-- percentiles interpolate linearly between the sorted durations.
+- percentiles interpolate linearly between the sorted durations;
+- faults are armed per endpoint (``"events"``, ``"events-stats"``, ``"issues"``) or for every
+  request; an armed 429 is Sentry's own (``RateLimit.refusal``, no ``Retry-After``), a 500 is
+  ``{"detail": "Internal Error"}``, and both still carry the ``X-Sentry-Rate-Limit-*`` headers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 import shlex
-import threading
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, Response
@@ -36,6 +37,7 @@ from fastapi.responses import JSONResponse
 
 from watchdog.clock import Clock
 from watchdog.sandbox.events import Event, EventLog
+from watchdog.sandbox.faults import Faults, Garbled, Refused
 
 _DATASETS = {
     "errors": {"error"},
@@ -47,6 +49,7 @@ _PERIOD = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _MAX_PAGE = 100
 _OK_STATUSES = {"ok", "cancelled", "unknown"}  # what failure_rate() does not count as failed
+_GARBLED = '{"data": [{"count()": '  # a garbled answer: JSON cut off mid-row
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,49 +68,6 @@ class RateLimit:
             "You are attempting to use this endpoint too frequently. "
             f"Limit is {self.limit} requests in {self.window_seconds} seconds"
         )
-
-
-FaultKind = Literal["error", "malformed", "slow"]
-
-
-class FaultSwitch:
-    """Makes the stand-in misbehave on demand so a client's failure handling can be tested:
-    the next responses 500, 200 with a body that is not JSON, or late; or 429 until a time."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pending: deque[tuple[FaultKind, float]] = deque()
-        self._throttled_until: datetime | None = None
-
-    def fail_next(self, kind: Literal["error", "malformed"], *, times: int = 1) -> None:
-        with self._lock:
-            self._pending.extend([(kind, 0.0)] * times)
-
-    def delay_next(self, seconds: float, *, times: int = 1) -> None:
-        with self._lock:
-            self._pending.extend([("slow", seconds)] * times)
-
-    def throttle(self, until: datetime) -> None:
-        """Answer every request with 429 until the stand-in's clock reaches ``until``."""
-        with self._lock:
-            self._throttled_until = until
-
-    def throttled(self, now: datetime) -> bool:
-        with self._lock:
-            return self._throttled_until is not None and now < self._throttled_until
-
-    async def answer(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        """The next pending fault's response, or the real one (late, when it is ``slow``)."""
-        with self._lock:
-            kind, delay = self._pending.popleft() if self._pending else ("slow", 0.0)
-        if kind == "error":
-            return JSONResponse({"detail": "Internal Error"}, 500)
-        if kind == "malformed":
-            return Response('{"data": [{"count()": ', media_type="application/json")
-        await asyncio.sleep(delay)
-        return await call_next(request)
 
 
 def _percentile(q: float) -> Callable[[list[Event]], float | None]:
@@ -246,12 +206,12 @@ def create_app(
     organization: str,
     projects: Collection[str],
     rate_limit: RateLimit = RateLimit(),
-    faults: FaultSwitch | None = None,
+    faults: Faults | None = None,
 ) -> FastAPI:
     """The stand-in for ``organization`` and its ``projects`` (slugs; ids are 1, 2, … in order)."""
     project_ids = {slug: str(number) for number, slug in enumerate(projects, start=1)}
     by_id = {number: slug for slug, number in project_ids.items()}
-    switch = faults or FaultSwitch()
+    faults = faults if faults is not None else Faults()
     windows: dict[str, tuple[int, int]] = {}
     in_flight = 0
     app = FastAPI(title="Sentry stand-in")
@@ -275,10 +235,17 @@ def create_app(
             "X-Sentry-Rate-Limit-ConcurrentRemaining": str(rate_limit.concurrent_limit - in_flight),
         }
         try:
-            if used > rate_limit.limit or switch.throttled(now):
-                response: Response = JSONResponse({"detail": rate_limit.refusal}, 429)
-            else:
-                response = await switch.answer(request, call_next)
+            if used > rate_limit.limit:
+                raise Refused(429)
+            await faults.admit(request.url.path.rstrip("/").rpartition("/")[2], now)
+        except Refused as refused:
+            details = {429: rate_limit.refusal, 500: "Internal Error"}
+            detail = details.get(refused.status, refused.message)
+            response: Response = JSONResponse({"detail": detail}, refused.status)
+        except Garbled:
+            response = Response(_GARBLED, media_type="application/json")
+        else:
+            response = await call_next(request)
         finally:
             in_flight -= 1
         response.headers.update(headers)

@@ -4,17 +4,14 @@ and retries without waiting."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
 
 import pytest
 import stamina
 
-from tests.providers.standins_vercel_render import T0
+from tests.providers.helpers import DELAY, T0
 from watchdog.clock import ManualClock
 from watchdog.sandbox.deployments import DeploymentHistory, good_then_bad
 from watchdog.sandbox.faults import Faults
-
-DELAY = timedelta(seconds=20)
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.providers.standins_vercel_render import advancing_sleep
+from tests.providers.helpers import advancing_sleep
 from watchdog.actions import ActionRunner
 from watchdog.clock import ManualClock
 from watchdog.providers.base import ProviderDeployment, RollbackProvider

@@ -2,67 +2,31 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-import stamina
 
+from tests.providers.helpers import DELAY, T0, advancing_sleep, refused_url
 from watchdog.clock import ManualClock
 from watchdog.configfile import EnvRef
 from watchdog.errors import ConfigError, RollbackError
 from watchdog.providers.base import ProviderDeployment
 from watchdog.providers.railway import POLL, RailwayRollback
 from watchdog.sandbox import railway
-from watchdog.sandbox.deployments import (
-    BAD_RELEASE,
-    GOOD_RELEASE,
-    DeploymentHistory,
-    GoLive,
-    good_then_bad,
-)
+from watchdog.sandbox.deployments import BAD_RELEASE, GOOD_RELEASE, DeploymentHistory, GoLive
 from watchdog.sandbox.faults import Faults
 from watchdog.sandbox.server import serve
 from watchdog.secrets import Secret
 from watchdog.settings import RailwayProvider
 
-T0 = datetime(2026, 1, 28, 12, 0, tzinfo=UTC)
-DELAY = timedelta(seconds=25)
 TOKEN = "railway-account-token"
 PROJECT_TOKEN = "railway-project-token"
 IDS = {"project_id": "prj-1", "environment_id": "env-1", "service_id": "svc-1"}
 
 Make = Callable[..., RailwayRollback]
-
-
-@pytest.fixture(autouse=True)
-def no_backoff() -> Iterator[None]:
-    """Reads retry at once (three attempts) instead of sleeping between attempts."""
-    with stamina.set_testing(True, attempts=3):
-        yield
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-def served() -> list[str]:
-    return []
-
-
-@pytest.fixture
-def history(clock: ManualClock, served: list[str]) -> DeploymentHistory:
-    return good_then_bad("acme-api", clock, delay=DELAY, on_live=served.append)
-
-
-@pytest.fixture
-def faults() -> Faults:
-    return Faults()
 
 
 @pytest.fixture
@@ -94,9 +58,6 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 def make(url: str, client: httpx.AsyncClient, clock: ManualClock) -> Make:
     """A provider of the stand-in's service; keyword arguments override the config."""
 
-    async def sleep(seconds: float) -> None:
-        clock.advance(timedelta(seconds=seconds))
-
     def build(**overrides: Any) -> RailwayRollback:
         fields: dict[str, Any] = {
             "kind": "railway",
@@ -105,16 +66,9 @@ def make(url: str, client: httpx.AsyncClient, clock: ManualClock) -> Make:
             "token": Secret(PROJECT_TOKEN),
         }
         config = RailwayProvider(**(fields | overrides))
-        return RailwayRollback(config, client, clock, sleep=sleep)
+        return RailwayRollback(config, client, clock, sleep=advancing_sleep(clock))
 
     return build
-
-
-@pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def good(provider: RailwayRollback) -> ProviderDeployment:
@@ -236,11 +190,11 @@ async def test_a_500_on_the_rollback_reached_railway_and_is_not_resent(
 
 
 async def test_a_refused_connection_never_reached_railway(
-    make: Make, closed_port: int, history: DeploymentHistory
+    make: Make, history: DeploymentHistory
 ) -> None:
     provider = make()
     to = await good(provider)
-    elsewhere = make(api_url=f"http://127.0.0.1:{closed_port}")
+    elsewhere = make(api_url=refused_url())
     with pytest.raises(RollbackError, match="cannot connect") as caught:
         await elsewhere.rollback(to, "drill")
     assert caught.value.reached is False

@@ -8,10 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-import stamina
 from structlog.testing import capture_logs
 
-from tests.providers.standins_vercel_render import (
+from tests.providers.helpers import (
+    DELAY,
     T0,
     advancing_sleep,
     assert_secret_free,
@@ -23,50 +23,16 @@ from watchdog.errors import ConfigError, RollbackError
 from watchdog.providers.base import ProviderDeployment
 from watchdog.providers.render import RenderRollback
 from watchdog.sandbox import render
-from watchdog.sandbox.deployments import (
-    BAD_RELEASE,
-    GOOD_RELEASE,
-    DeploymentHistory,
-    GoLive,
-    good_then_bad,
-)
+from watchdog.sandbox.deployments import BAD_RELEASE, GOOD_RELEASE, DeploymentHistory, GoLive
 from watchdog.sandbox.faults import Faults
 from watchdog.sandbox.server import serve
 from watchdog.secrets import Secret
 from watchdog.settings import RenderProvider
 
-DELAY = timedelta(seconds=40)
 TOKEN = "rnd_test_key_8e41d0"  # the stand-in's, and what must never leak
 SERVICE = "srv-acmeapi"
 
 Make = Callable[..., RenderRollback]
-
-
-@pytest.fixture(autouse=True)
-def no_backoff() -> Iterator[None]:
-    """Reads are retried as in production, without waiting between attempts."""
-    with stamina.set_testing(True, attempts=4):
-        yield
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-def served() -> list[str]:
-    return []
-
-
-@pytest.fixture
-def history(clock: ManualClock, served: list[str]) -> DeploymentHistory:
-    return good_then_bad("acme-api", clock, delay=DELAY, on_live=served.append)
-
-
-@pytest.fixture
-def faults() -> Faults:
-    return Faults()
 
 
 def standin(history: DeploymentHistory, clock: ManualClock, faults: Faults | None = None) -> Any:
@@ -113,10 +79,12 @@ def provider(make: Make) -> RenderRollback:
     return make()
 
 
-def auto_deploy(base_url: str) -> str:
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    service = httpx.get(f"{base_url}/v1/services/{SERVICE}", headers=headers).json()
-    return str(service["autoDeploy"])
+def auto_deploy(base_url: str, set_to: str | None = None) -> str:
+    """The stand-in service's ``autoDeploy``, after setting it to ``set_to`` if given."""
+    url, headers = f"{base_url}/v1/services/{SERVICE}", {"Authorization": f"Bearer {TOKEN}"}
+    if set_to is not None:
+        httpx.patch(url, headers=headers, json={"autoDeploy": set_to}).raise_for_status()
+    return str(httpx.get(url, headers=headers).json()["autoDeploy"])
 
 
 async def good_one(provider: RenderRollback) -> ProviderDeployment:
@@ -231,19 +199,44 @@ async def test_auto_deploy_is_left_alone_when_configured_so(
     assert (history.count("update_service"), auto_deploy(base_url)) == (0, "yes")
 
 
-async def test_a_failed_auto_deploy_switch_keeps_the_rollback_and_says_so(
-    provider: RenderRollback, faults: Faults, history: DeploymentHistory, base_url: str
+async def test_auto_deploy_already_off_is_not_touched_and_needs_no_note(
+    provider: RenderRollback, history: DeploymentHistory, base_url: str
 ) -> None:
-    faults.fail_next(1, 500, operation="update_service")
+    assert auto_deploy(base_url, set_to="no") == "no"
+    with capture_logs() as logs:
+        done = await provider.rollback(await good_one(provider), "bad")
+    assert (done.handle, done.notes) == ("dep-3", ())
+    assert [log["event"] for log in logs] == ["render.autodeploy_already_off"]
+    assert (history.count("rollback"), history.count("update_service")) == (1, 1)  # ours only
+    assert auto_deploy(base_url) == "no"
+
+
+@pytest.mark.parametrize(
+    ("operation", "times", "note", "patches"),
+    [
+        ("update_service", 1, "AUTO-DEPLOY IS STILL ON", 1),
+        ("get_service", 4, "AUTO-DEPLOY MAY STILL BE ON", 0),  # every attempt of the read
+    ],
+)
+async def test_a_failed_auto_deploy_switch_keeps_the_rollback_and_says_so(
+    provider: RenderRollback,
+    faults: Faults,
+    history: DeploymentHistory,
+    base_url: str,
+    operation: str,
+    times: int,
+    note: str,
+    patches: int,
+) -> None:
+    faults.fail_next(times, 500, operation=operation)
     with capture_logs() as logs:
         done = await provider.rollback(await good_one(provider), "bad")
     assert done.handle == "dep-3"
-    assert "AUTO-DEPLOY IS STILL ON for Render service srv-acmeapi" in done.notes[0]
+    assert f"{note} for Render service srv-acmeapi" in done.notes[0]
     assert auto_deploy(base_url) == "yes"
-    assert [(log["event"], log["log_level"]) for log in logs] == [
-        ("render.autodeploy_left_on", "warning")
-    ]
-    assert (history.count("rollback"), history.count("update_service")) == (1, 1)
+    ours = [(log["event"], log["log_level"]) for log in logs if log["event"].startswith("render.")]
+    assert ours == [("render.autodeploy_left_on", "warning")]  # after stamina's retries, if any
+    assert (history.count("rollback"), history.count("update_service")) == (1, patches)
     assert_secret_free(TOKEN, done.notes, logs)
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
-import stamina
 
-from tests.providers.standins_vercel_render import (
+from tests.providers.helpers import (
+    DELAY,
     T0,
     advancing_sleep,
     assert_secret_free,
@@ -23,51 +23,17 @@ from watchdog.errors import ConfigError, RollbackError
 from watchdog.providers.base import ProviderDeployment
 from watchdog.providers.vercel import PAUSED, VercelRollback
 from watchdog.sandbox import vercel
-from watchdog.sandbox.deployments import (
-    BAD_RELEASE,
-    GOOD_RELEASE,
-    DeploymentHistory,
-    GoLive,
-    good_then_bad,
-)
+from watchdog.sandbox.deployments import BAD_RELEASE, GOOD_RELEASE, DeploymentHistory, GoLive
 from watchdog.sandbox.faults import Faults
 from watchdog.sandbox.server import serve
 from watchdog.secrets import Secret
 from watchdog.settings import VercelProvider
 
-DELAY = timedelta(seconds=20)
 TOKEN = "vercel-test-token-3f9c2a"  # the stand-in's, and what must never leak
 TEAM = "team_acme"
 PROJECT = "prj_acmeweb"
 
 Make = Callable[..., VercelRollback]
-
-
-@pytest.fixture(autouse=True)
-def no_backoff() -> Iterator[None]:
-    """Reads are retried as in production, without waiting between attempts."""
-    with stamina.set_testing(True, attempts=4):
-        yield
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-def served() -> list[str]:
-    return []
-
-
-@pytest.fixture
-def history(clock: ManualClock, served: list[str]) -> DeploymentHistory:
-    return good_then_bad("acme-web", clock, delay=DELAY, on_live=served.append)
-
-
-@pytest.fixture
-def faults() -> Faults:
-    return Faults()
 
 
 @pytest.fixture

@@ -6,19 +6,22 @@ from __future__ import annotations
 import email.utils
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+import pydantic
 import stamina
 
 from watchdog.errors import ConfigError, RollbackError
 
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 
+_T = TypeVar("_T")
+
 
 class ProviderRefused(Exception):
-    """An HTTP answer the provider gave that we cannot use; carries the response for callers
-    that branch on the status (a 404 for a deployment that does not exist)."""
+    """An HTTP answer the provider gave that we cannot use; carries the response so that
+    retries and ``refused`` can branch on its status."""
 
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
@@ -75,9 +78,17 @@ class ProviderHTTP:
             raise ProviderRefused(response)
         return response
 
-    async def read(self, path: str, deployment_id: str | None = None, **kwargs: Any) -> Any:
+    async def read(
+        self,
+        path: str,
+        deployment_id: str | None = None,
+        *,
+        missing: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """GET (or a read-only POST such as a GraphQL query, ``method="POST"``) and return the
-        JSON body, retrying transport errors, 429 and 5xx with backoff."""
+        JSON body, retrying transport errors, 429 and 5xx with backoff. With ``missing``, a 404
+        is a ConfigError saying so (an id in the config that names nothing)."""
         method = kwargs.pop("method", "GET")
         try:
             async for attempt in stamina.retry_context(
@@ -87,6 +98,8 @@ class ProviderHTTP:
                     response = await self._request(method, path, **kwargs)
             return response.json()
         except ProviderRefused as exc:
+            if missing is not None and exc.response.status_code == 404:
+                raise ConfigError(f"{self.provider}: {missing}") from None
             raise self.refused(exc.response, deployment_id) from None
         except httpx.TransportError as exc:
             raise RollbackError(
@@ -124,6 +137,22 @@ class ProviderHTTP:
                 "(check the token and its scope, and the team/project/service ids)"
             )
         return RollbackError(self.provider, deployment_id, f"HTTP {response.status_code}: {detail}")
+
+    def parse(
+        self, shape: pydantic.TypeAdapter[_T], body: Any, deployment_id: str | None, what: str
+    ) -> _T:
+        """``body`` (the answer to ``what``, such as ``"GET /v1/x"``) as ``shape``; a
+        RollbackError naming the first field that does not fit."""
+        try:
+            return shape.validate_python(body)
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the body"
+            raise RollbackError(
+                self.provider,
+                deployment_id,
+                f"unexpected answer to {what}: {where}: {first['msg']}",
+            ) from None
 
 
 def _detail(response: httpx.Response) -> str:

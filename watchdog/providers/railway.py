@@ -8,18 +8,21 @@ commit, so the rollback is recognised by its commit (``meta.commitHash``), never
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from datetime import datetime, timedelta
+from datetime import timedelta
+from functools import cached_property, partial
 from typing import Any
 
 import httpx
+from pydantic import AwareDatetime, BaseModel, TypeAdapter
 
 from watchdog.clock import Clock
-from watchdog.durations import format_duration
+from watchdog.durations import format_elapsed
 from watchdog.errors import ConfigError, RollbackError
 from watchdog.providers.base import ProviderDeployment, Rollback
 from watchdog.providers.http import ProviderHTTP
+from watchdog.providers.polling import Sleep, wait_until
 from watchdog.settings import RailwayProvider
 
 PATH = "/graphql/v2"
@@ -40,7 +43,31 @@ query deployments($input: DeploymentListInput!, $first: Int, $after: String) {
 }"""
 _ROLLBACK = "mutation rollback($id: String!) { deploymentRollback(id: $id) }"
 
-Sleep = Callable[[float], Awaitable[None]]
+
+# The answer's shape: only the fields _LIST asks for, named as Railway names them.
+class _Node(BaseModel):
+    id: str
+    status: str
+    createdAt: AwareDatetime
+    meta: dict[str, Any] | None = None  # commitHash, for deployments of a commit
+    canRollback: bool | None
+
+
+class _Edge(BaseModel):
+    node: _Node
+
+
+class _PageInfo(BaseModel):
+    hasNextPage: bool
+    endCursor: str | None = None
+
+
+class _Connection(BaseModel):
+    edges: list[_Edge]
+    pageInfo: _PageInfo
+
+
+_CONNECTION = TypeAdapter(_Connection)
 
 
 class RailwayRollback:
@@ -57,25 +84,23 @@ class RailwayRollback:
     ) -> None:
         self._config = config
         self._client = client
-        self._clock = clock
-        self._sleep = sleep
-        self._http: ProviderHTTP | None = None
+        # The clock and sleep serve only the wait for a rollback to go live.
+        self._wait_until = partial(wait_until, clock=clock, sleep=sleep, every=POLL)
         self._ids = {
             "projectId": config.project_id,
             "environmentId": config.environment_id,
             "serviceId": config.service_id,
         }
 
-    def _api(self) -> ProviderHTTP:
-        """Built on first use, so an unset token fails only the calls that need it."""
-        if self._http is None:
-            token = self._config.token.reveal()
-            project = self._config.token_kind == "project"  # noqa: S105 - a kind, not a secret
-            headers = (
-                {"Project-Access-Token": token} if project else {"Authorization": f"Bearer {token}"}
-            )
-            self._http = ProviderHTTP(self.name, self._client, self._config.api_url, headers)
-        return self._http
+    @cached_property
+    def _http(self) -> ProviderHTTP:
+        # Built on first use: an unset token fails the call that needs it, not the constructor.
+        token = self._config.token.reveal()
+        project = self._config.token_kind == "project"  # noqa: S105 - a kind, not a secret
+        headers = (
+            {"Project-Access-Token": token} if project else {"Authorization": f"Bearer {token}"}
+        )
+        return ProviderHTTP(self.name, self._client, self._config.api_url, headers)
 
     async def check(self) -> None:
         async with aclosing(self._deployments((), None, first=1)) as found:
@@ -109,7 +134,7 @@ class RailwayRollback:
     async def rollback(self, to: ProviderDeployment, reason: str) -> Rollback:
         """``reason`` has nowhere to go: Railway's rollback takes only the deployment id."""
         payload = {"query": _ROLLBACK, "variables": {"id": to.id}}
-        response = await self._api().send("POST", PATH, to.id, json=payload)
+        response = await self._http.send("POST", PATH, to.id, json=payload)
         try:
             body = response.json()
         except ValueError as exc:
@@ -121,18 +146,13 @@ class RailwayRollback:
 
     async def wait_live(self, rollback: Rollback, timeout: timedelta) -> None:
         to = rollback.to
-        deadline = self._clock.now() + timeout
-        while not await self._landed(to):
-            left = deadline - self._clock.now()
-            if left <= timedelta(0):
-                raise RollbackError(
-                    self.name,
-                    to.id,
-                    f"rollback to {to.id} not live after {format_duration(timeout)}",
-                )
-            await self._sleep(min(POLL, left).total_seconds())
+        waited = await self._wait_until(lambda: self._arrived(to), timeout=timeout)
+        if waited is not None:
+            raise RollbackError(
+                self.name, to.id, f"rollback to {to.id} not live after {format_elapsed(waited)}"
+            )
 
-    async def _landed(self, to: ProviderDeployment) -> bool:
+    async def _arrived(self, to: ProviderDeployment) -> bool:
         """Whether the live (newest SUCCESS) deployment is ``to`` or its commit; a deployment of
         ``to`` newer than the live one that failed or crashed ends the wait."""
         async with aclosing(self._deployments((), to.id)) as found:
@@ -155,24 +175,16 @@ class RailwayRollback:
         wanted: dict[str, Any] = {"status": {"in": list(statuses)}} if statuses else {}
         variables: dict[str, Any] = {"input": self._ids | wanted, "first": first, "after": None}
         while True:
-            body = await self._api().read(
+            body = await self._http.read(
                 PATH, deployment_id, method="POST", json={"query": _LIST, "variables": variables}
             )
-            connection: Any = self._data(body, deployment_id).get("deployments")
-            try:
-                nodes = [edge["node"] for edge in connection["edges"]]
-                found = [(_deployment(node), node["canRollback"] is True) for node in nodes]
-                page = connection["pageInfo"]
-                more, after = page["hasNextPage"], page["endCursor"]
-            except (AttributeError, KeyError, TypeError, ValueError) as exc:
-                raise RollbackError(
-                    self.name, deployment_id, f"unexpected answer: {exc!r}"
-                ) from exc
-            for item in found:
-                yield item
-            if not more or after is None:
+            found = self._data(body, deployment_id).get("deployments")
+            page = self._http.parse(_CONNECTION, found, deployment_id, "the deployments query")
+            for edge in page.edges:
+                yield _deployment(edge.node), edge.node.canRollback is True
+            if not page.pageInfo.hasNextPage or page.pageInfo.endCursor is None:
                 return
-            variables["after"] = after
+            variables["after"] = page.pageInfo.endCursor
 
     def _data(self, body: Any, deployment_id: str | None) -> dict[str, Any]:
         """The ``data`` of a GraphQL answer; its ``errors`` as ConfigError or RollbackError."""
@@ -193,15 +205,14 @@ class RailwayRollback:
         return data
 
 
-def _deployment(node: dict[str, Any]) -> ProviderDeployment:
-    meta = node.get("meta") or {}
-    commit = meta.get("commitHash")
+def _deployment(node: _Node) -> ProviderDeployment:
+    commit = (node.meta or {}).get("commitHash")
     return ProviderDeployment(
-        id=str(node["id"]),
+        id=node.id,
         release=str(commit) if commit else None,
-        created_at=datetime.fromisoformat(node["createdAt"]),
-        status=str(node["status"]),
-        live=node["status"] == "SUCCESS",
+        created_at=node.createdAt,
+        status=node.status,
+        live=node.status == "SUCCESS",
     )
 
 

@@ -2,27 +2,29 @@
 
 A Render rollback is a new deploy of the old build (trigger ``rollback``), so ``wait_live``
 follows that new deploy. Render warns that a rollback "does not disable autodeploys": the next
-push would undo it, so auto-deploy is turned off afterwards unless the config says not to.
+push would undo it, so auto-deploy is turned off afterwards if it was on, unless the config says
+not to.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import timedelta
-from functools import cached_property
-from typing import Any, TypeVar
+from functools import cached_property, partial
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 import structlog
-from pydantic import AwareDatetime, BaseModel, TypeAdapter, ValidationError
+from pydantic import AwareDatetime, BaseModel, TypeAdapter
 
 from watchdog.clock import Clock
-from watchdog.durations import format_duration
+from watchdog.durations import format_elapsed
 from watchdog.errors import ConfigError, RollbackError
 from watchdog.providers.base import ProviderDeployment, Rollback
-from watchdog.providers.http import ProviderHTTP, ProviderRefused
+from watchdog.providers.http import ProviderHTTP
+from watchdog.providers.polling import Sleep, wait_until
 from watchdog.settings import RenderProvider
 
 log = structlog.get_logger("watchdog.providers.render")
@@ -38,8 +40,6 @@ STOPPED = frozenset(
 )
 """Statuses that end the wait for a rollback's deploy without it serving: failed, canceled, or
 already replaced by a newer one."""
-
-_T = TypeVar("_T")
 
 
 # The answers' shapes: only the fields the contract guarantees, named as Render names them.
@@ -67,13 +67,18 @@ class _Progress(BaseModel):
     status: str
 
 
+class _Service(BaseModel):
+    autoDeploy: str
+
+
 _PAGE = TypeAdapter(list[_Listed])
 _STARTED = TypeAdapter(_Started)
 _PROGRESS = TypeAdapter(_Progress)
+_SERVICE = TypeAdapter(_Service)
 
 
 class RenderRollback:
-    """One Render service; turns auto-deploy off after a rollback when
+    """One Render service; turns auto-deploy off after a rollback when it was on and
     ``config.disable_autodeploy``."""
 
     name = "render"
@@ -83,12 +88,12 @@ class RenderRollback:
         config: RenderProvider,
         client: httpx.AsyncClient,
         clock: Clock,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._config = config
         self._client = client
-        self._clock = clock
-        self._sleep = sleep
+        # The clock and sleep serve only the wait for a rollback to go live.
+        self._wait_until = partial(wait_until, clock=clock, sleep=sleep, every=POLL)
         self._service = f"/v1/services/{quote(config.service_id, safe='')}"
 
     @cached_property
@@ -99,15 +104,8 @@ class RenderRollback:
 
     async def check(self) -> None:
         """Read the service, which needs a working API key and service id."""
-        try:
-            await self._http.read(self._service)
-        except RollbackError as exc:
-            refusal = exc.__context__  # ProviderHTTP keeps the refused answer as the context
-            if isinstance(refusal, ProviderRefused) and refusal.response.status_code == 404:
-                raise ConfigError(
-                    f"render: service {self._config.service_id!r} not found for this API key"
-                ) from None
-            raise
+        missing = f"service {self._config.service_id!r} not found for this API key"
+        await self._http.read(self._service, missing=missing)
 
     async def live(self) -> ProviderDeployment:
         live = await self._newest(("live",), None)
@@ -132,54 +130,60 @@ class RenderRollback:
         return live.id == to.id or (to.release is not None and live.release == to.release)
 
     async def rollback(self, to: ProviderDeployment, reason: str) -> Rollback:
-        """``POST /v1/services/{id}/rollback`` (Render keeps no reason), then auto-deploy off:
-        a failure there is a loud note, never an error, since the rollback stands."""
+        """``POST /v1/services/{id}/rollback`` (Render keeps no reason), then auto-deploy off if
+        it was on: a failure there is a loud note, never an error, since the rollback stands."""
         path = f"{self._service}/rollback"
         answer = await self._http.send("POST", path, to.id, json={"deployId": to.id})
-        started = _parse(_STARTED, _json(answer), to.id, f"POST {path}")
-        notes: tuple[str, ...] = ()
+        started = self._http.parse(_STARTED, _json(answer), to.id, f"POST {path}")
+        note = None
         if self._config.disable_autodeploy:
-            notes = (await self._autodeploy_off(to, started.id),)
-        return Rollback(to, handle=started.id, notes=notes)
+            note = await self._autodeploy_off(to, started.id)
+        return Rollback(to, handle=started.id, notes=(note,) if note else ())
 
     async def wait_live(self, rollback: Rollback, timeout: timedelta) -> None:
         """Read the rollback's new deploy until it is ``live``; ending any other way fails."""
-        to = rollback.to
-        if rollback.handle is None:
+        to, handle = rollback.to, rollback.handle
+        if handle is None:
             raise RollbackError(self.name, to.id, "the rollback names no new deploy to follow")
-        path = f"{self._service}/deploys/{rollback.handle}"
-        started = self._clock.now()
-        while True:
-            body = await self._http.read(path, to.id)
-            status = _parse(_PROGRESS, body, to.id, f"GET {path}").status
-            if status == "live":
-                return
-            if status in STOPPED:
-                raise RollbackError(
-                    self.name, to.id, f"rollback deploy {rollback.handle} ended {status}"
-                )
-            waited = self._clock.now() - started
-            if waited >= timeout:
-                raise RollbackError(
-                    self.name,
-                    to.id,
-                    f"rollback deploy {rollback.handle} is still {status} after "
-                    f"{format_duration(waited)}",
-                )
-            await self._sleep(min(POLL, timeout - waited).total_seconds())
+        seen: list[str] = []  # the deploy's statuses, for the timeout's message
+        waited = await self._wait_until(lambda: self._arrived(to, handle, seen), timeout=timeout)
+        if waited is not None:
+            raise RollbackError(
+                self.name,
+                to.id,
+                f"rollback deploy {handle} is still {seen[-1]} after {format_elapsed(waited)}",
+            )
 
-    async def _autodeploy_off(self, to: ProviderDeployment, new_id: str) -> str:
+    async def _arrived(self, to: ProviderDeployment, handle: str, seen: list[str]) -> bool:
+        """Whether deploy ``handle`` is live, its status added to ``seen``; RollbackError once
+        it stopped without serving."""
+        path = f"{self._service}/deploys/{handle}"
+        body = await self._http.read(path, to.id)
+        status = self._http.parse(_PROGRESS, body, to.id, f"GET {path}").status
+        seen.append(status)
+        if status in STOPPED:
+            raise RollbackError(self.name, to.id, f"rollback deploy {handle} ended {status}")
+        return status == "live"
+
+    async def _autodeploy_off(self, to: ProviderDeployment, new_id: str) -> str | None:
+        """Turn auto-deploy off if it is on; the note people must read, or None when it was
+        already off (nothing to turn back on after the fix)."""
         service = self._config.service_id
+        state, step = "MAY STILL BE ON", "reading it"
         try:
+            body = await self._http.read(self._service, to.id)
+            if self._http.parse(_SERVICE, body, to.id, f"GET {self._service}").autoDeploy != "yes":
+                log.info("render.autodeploy_already_off", service=service, deployment=new_id)
+                return None
+            state, step = "IS STILL ON", "turning it off"
             await self._http.send("PATCH", self._service, to.id, json={"autoDeploy": "no"})
         except (RollbackError, ConfigError) as exc:
             log.warning(
                 "render.autodeploy_left_on", service=service, deployment=new_id, error=str(exc)
             )
             return (
-                f"AUTO-DEPLOY IS STILL ON for Render service {service}: turning it off failed "
-                f"({exc}). The next push will undo this rollback; turn auto-deploy off in the "
-                "dashboard now."
+                f"AUTO-DEPLOY {state} for Render service {service}: {step} failed ({exc}). The "
+                "next push will undo this rollback; turn auto-deploy off in the dashboard now."
             )
         log.info("render.autodeploy_disabled", service=service, deployment=new_id)
         return (
@@ -199,7 +203,7 @@ class RenderRollback:
         path = f"{self._service}/deploys"
         while True:
             body = await self._http.read(path, deployment_id, params=params)
-            page = _parse(_PAGE, body, deployment_id, f"GET {path}")
+            page = self._http.parse(_PAGE, body, deployment_id, f"GET {path}")
             if not page:
                 return None
             for item in page:
@@ -225,15 +229,4 @@ def _json(response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError:
-        return None  # reported by _parse as an unexpected answer
-
-
-def _parse(shape: TypeAdapter[_T], body: Any, deployment_id: str | None, what: str) -> _T:
-    try:
-        return shape.validate_python(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the body"
-        raise RollbackError(
-            "render", deployment_id, f"unexpected answer to {what}: {where}: {first['msg']}"
-        ) from None
+        return None  # reported by ProviderHTTP.parse as an unexpected answer

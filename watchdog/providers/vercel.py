@@ -11,20 +11,20 @@ The same read shows the rollback's progress (``lastAliasRequest``), so one reque
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import AliasChoices, BaseModel, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, Field, TypeAdapter
 
 from watchdog.clock import Clock
-from watchdog.durations import format_duration
-from watchdog.errors import ConfigError, RollbackError
+from watchdog.durations import format_elapsed
+from watchdog.errors import RollbackError
 from watchdog.providers.base import ProviderDeployment, Rollback
-from watchdog.providers.http import ProviderHTTP, ProviderRefused
+from watchdog.providers.http import ProviderHTTP
+from watchdog.providers.polling import Sleep, wait_until
 from watchdog.settings import VercelProvider
 
 POLL = timedelta(seconds=2)
@@ -40,7 +40,7 @@ PAUSED = (
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ENDED_BADLY = frozenset({"failed", "skipped"})
 
-_Model = TypeVar("_Model", bound=BaseModel)
+_T = TypeVar("_T")
 
 
 # The answers' shapes: only the fields the contract guarantees, named as Vercel names them.
@@ -83,6 +83,10 @@ class _Project(BaseModel):
         return self.targets.production if self.targets else None
 
 
+_PAGE = TypeAdapter(_Page)
+_PROJECT = TypeAdapter(_Project)
+
+
 class VercelRollback:
     """One Vercel project's production; ``config.method`` picks instant rollback or promote."""
 
@@ -93,12 +97,12 @@ class VercelRollback:
         config: VercelProvider,
         client: httpx.AsyncClient,
         clock: Clock,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._config = config
         self._client = client
-        self._clock = clock
-        self._sleep = sleep
+        # The clock and sleep serve only the wait for a rollback to go live.
+        self._wait_until = partial(wait_until, clock=clock, sleep=sleep, every=POLL)
         self._project = quote(config.project, safe="")
         self._scope = {"teamId": config.team_id} if config.team_id else {}
 
@@ -110,20 +114,12 @@ class VercelRollback:
 
     async def check(self) -> None:
         """Read the project, which needs a working token, team and project id."""
-        try:
-            await self._read_project()
-        except RollbackError as exc:
-            refusal = exc.__context__  # ProviderHTTP keeps the refused answer as the context
-            if isinstance(refusal, ProviderRefused) and refusal.response.status_code == 404:
-                where = (
-                    f"team {self._config.team_id}"
-                    if self._config.team_id
-                    else "the token's personal account (set team_id for a team project)"
-                )
-                raise ConfigError(
-                    f"vercel: project {self._config.project!r} not found in {where}"
-                ) from None
-            raise
+        where = (
+            f"team {self._config.team_id}"
+            if self._config.team_id
+            else "the token's personal account (set team_id for a team project)"
+        )
+        await self._read_project(missing=f"project {self._config.project!r} not found in {where}")
 
     async def live(self) -> ProviderDeployment:
         production = (await self._read_project()).production
@@ -146,7 +142,7 @@ class VercelRollback:
                 "limit": PAGE,
                 "until": until,
             }
-            page = await self._read("/v7/deployments", _Page, before.id, params=params)
+            page = await self._read("/v7/deployments", _PAGE, before.id, params=params)
             for listed in page.deployments:
                 found = _deployment(listed, live=False)
                 if (
@@ -181,46 +177,43 @@ class VercelRollback:
         """Read the project until production is ``rollback.to``; its alias request ending
         ``failed`` or ``skipped`` is a failure at once."""
         to = rollback.to
-        started = self._clock.now()
-        while True:
-            project = await self._read_project(to.id)
-            if project.production is not None and project.production.id == to.id:
-                return
-            request = project.lastAliasRequest
-            if request and request.toDeploymentId == to.id and request.jobStatus in _ENDED_BADLY:
-                raise RollbackError(
-                    self.name, to.id, f"switching production to {to.id} {request.jobStatus}"
-                )
-            waited = self._clock.now() - started
-            if waited >= timeout:
-                raise RollbackError(
-                    self.name,
-                    to.id,
-                    f"production still does not serve {to.id} after {format_duration(waited)}",
-                )
-            await self._sleep(min(POLL, timeout - waited).total_seconds())
+        waited = await self._wait_until(lambda: self._arrived(to), timeout=timeout)
+        if waited is not None:
+            raise RollbackError(
+                self.name,
+                to.id,
+                f"production still does not serve {to.id} after {format_elapsed(waited)}",
+            )
 
-    async def _read_project(self, deployment_id: str | None = None) -> _Project:
-        return await self._read(f"/v9/projects/{self._project}", _Project, deployment_id)
+    async def _arrived(self, to: ProviderDeployment) -> bool:
+        project = await self._read_project(to.id)
+        if project.production is not None and project.production.id == to.id:
+            return True
+        request = project.lastAliasRequest
+        if request and request.toDeploymentId == to.id and request.jobStatus in _ENDED_BADLY:
+            raise RollbackError(
+                self.name, to.id, f"switching production to {to.id} {request.jobStatus}"
+            )
+        return False
+
+    async def _read_project(
+        self, deployment_id: str | None = None, *, missing: str | None = None
+    ) -> _Project:
+        path = f"/v9/projects/{self._project}"
+        return await self._read(path, _PROJECT, deployment_id, missing=missing)
 
     async def _read(
         self,
         path: str,
-        shape: type[_Model],
+        shape: TypeAdapter[_T],
         deployment_id: str | None,
+        *,
         params: dict[str, Any] | None = None,
-    ) -> _Model:
-        body = await self._http.read(path, deployment_id, params={**self._scope, **(params or {})})
-        try:
-            return shape.model_validate(body)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "the body"
-            raise RollbackError(
-                self.name,
-                deployment_id,
-                f"unexpected answer to GET {path}: {where}: {first['msg']}",
-            ) from None
+        missing: str | None = None,
+    ) -> _T:
+        params = {**self._scope, **(params or {})}
+        body = await self._http.read(path, deployment_id, missing=missing, params=params)
+        return self._http.parse(shape, body, deployment_id, f"GET {path}")
 
 
 def _deployment(raw: _Deployment, *, live: bool) -> ProviderDeployment:

@@ -1,5 +1,5 @@
-"""What the Vercel and Render provider tests share: time that moves only when told, a port that
-refuses connections, and the check that a token shows up nowhere."""
+"""What the provider tests share: time that moves only when told, a port that refuses
+connections, and the check that a token shows up nowhere."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import httpx
 from watchdog.clock import ManualClock
 
 T0 = datetime(2026, 1, 28, 12, 0, tzinfo=UTC)
+DELAY = timedelta(seconds=20)
+"""How long a stand-in's deployment takes to go live (``conftest.history``)."""
 
 
 def advancing_sleep(clock: ManualClock) -> Callable[[float], Awaitable[None]]:

@@ -62,6 +62,8 @@ def _http_url(url: str) -> str:
 
 
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+TABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
+"""``table`` or ``schema.table``: what every configured table name must look like."""
 
 
 class Model(BaseModel):
@@ -209,8 +211,14 @@ class GitProvider(_AppProvider):
 class SqlMigrationsProvider(Model):
     kind: Literal["sql-migrations"]
     dsn: Secret
-    rollback_dir: Path = Field(description="down scripts named <version>.sql")
-    migrations_table: str = "schema_migrations"
+    rollback_dir: Path = Field(
+        description="down scripts named <version>.sql or <version>_<name>.sql"
+    )
+    migrations_table: str = Field(
+        default="schema_migrations",
+        pattern=TABLE_NAME,
+        description="schema_migrations, or supabase_migrations.schema_migrations",
+    )
     lock_timeout: Duration = timedelta(seconds=5)
     statement_timeout: Duration = timedelta(minutes=2)
     backup_check: str | None = Field(
@@ -280,7 +288,7 @@ class Database(Model):
     dsn: Secret
     migrations_table: str = Field(
         default="schema_migrations",
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$",
+        pattern=TABLE_NAME,
         description="schema_migrations, or supabase_migrations.schema_migrations",
     )
     migration_grace: Duration = Field(
@@ -302,9 +310,11 @@ class Target(Model):
 class SqlFlags(Model):
     kind: Literal["sql"]
     dsn: Secret
-    table: str = "feature_flags"
+    table: str = Field(default="feature_flags", pattern=TABLE_NAME)
     audit_table: str = Field(
-        default="feature_flag_audit_log", description="written to when it exists"
+        default="feature_flag_audit_log",
+        pattern=TABLE_NAME,
+        description="written to when it exists",
     )
 
 

@@ -165,6 +165,8 @@ def _detail(response: httpx.Response) -> str:
         error = body.get("error")
         if isinstance(error, dict) and "message" in error:  # Vercel
             return str(error["message"])
+        if isinstance(error, str):  # the app's own API: {"success": false, "error": "..."}
+            return error
         for key in ("message", "detail"):  # Render, Sentry
             if key in body:
                 return str(body[key])

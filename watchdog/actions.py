@@ -20,6 +20,7 @@ import structlog
 from watchdog.clock import Clock
 from watchdog.errors import ConfigError, RollbackError
 from watchdog.providers.base import ProviderDeployment, Rollback, RollbackProvider
+from watchdog.providers.flags import FlagSwitch, show
 from watchdog.store.base import StateStore
 from watchdog.store.records import ActionRecord, ActionStatus
 
@@ -182,6 +183,44 @@ class ActionRunner:
         return await self._store.finish_action(
             record.id, status, self._clock.now(), error, list(notes)
         )
+
+    async def flag(
+        self,
+        switch: FlagSwitch,
+        key: str,
+        *,
+        enable: bool,
+        reason: str,
+        target: str,
+        deployment_id: str,
+        watch_id: str | None,
+    ) -> ActionRecord:
+        """Turn a feature flag off (or back on), recorded like a rollback: once per flag and
+        deployment, intended before it is sent, done or failed after."""
+        kind = "enable_flag" if enable else "disable_flag"
+        intended = ActionRecord(
+            id=uuid.uuid4().hex,
+            key=f"{kind}:{target}:{deployment_id}:{key}",
+            watch_id=watch_id,
+            target=target,
+            deployment_id=deployment_id,
+            kind=kind,
+            provider=switch.name,
+            to=key,
+            status=ActionStatus.INTENDED,
+            started_at=self._clock.now(),
+            reason=reason,
+        )
+        record = await self._store.begin_action(intended)
+        if record.id != intended.id:
+            return record
+        try:
+            state = await (switch.enable if enable else switch.disable)(key, reason)
+        except (RollbackError, ConfigError) as exc:
+            log.error("flag.failed", flag=key, kind=kind, error=str(exc))
+            return await self._finish(record, ActionStatus.FAILED, str(exc))
+        log.info("flag.changed", flag=key, kind=kind, state=show(state))
+        return await self._finish(record, ActionStatus.DONE, None, [show(state), *state.notes])
 
     async def reconcile(self, providers: dict[str, RollbackProvider]) -> list[ActionRecord]:
         """Settle actions a crash left *intended*, by asking each provider what it serves."""

@@ -17,17 +17,18 @@ import httpx
 
 from watchdog import configcheck, logs, probe
 from watchdog import evaluate as evaluate_cmd
-from watchdog.actions import Plan
+from watchdog.actions import ActionRunner, Plan
 from watchdog.clock import SystemClock
 from watchdog.durations import parse_duration
 from watchdog.errors import ConfigError
 from watchdog.model import Deployment
-from watchdog.providers.registry import build_provider
+from watchdog.providers.registry import build_flag_switch, build_provider
 from watchdog.readings import parse_time
 from watchdog.rollback import Outcome, manual_rollback
 from watchdog.settings import DEFAULT_CONFIG, Settings, load_config, load_rules
 from watchdog.store import open_store
-from watchdog.summary import verification_json
+from watchdog.store.records import ActionRecord, ActionStatus
+from watchdog.summary import action_json, verification_json
 from watchdog.verify import Verification, verify
 
 EXIT_OK, EXIT_TROUBLE, EXIT_USAGE = 0, 1, 2
@@ -95,10 +96,17 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return EXIT_TROUBLE if probe.failed(result) else EXIT_OK
 
 
-def _settings_for(args: argparse.Namespace) -> Settings:
+def _settings_for(args: argparse.Namespace, *, all_targets: bool = False) -> Settings:
+    """The config, with its secrets registered for redaction and ``args.target`` checked
+    (``all`` is every target where ``all_targets``)."""
     settings = load_config(_config_path(args)).settings
     logs.REDACTOR.add(logs.secrets_of(settings))
-    if getattr(args, "target", None) is not None and args.target not in settings.targets:
+    target = getattr(args, "target", None)
+    if (
+        target is not None
+        and target not in settings.targets
+        and not (all_targets and target == "all")
+    ):
         raise ConfigError(f"target {args.target!r}: expected one of {', '.join(settings.targets)}")
     return settings
 
@@ -120,7 +128,7 @@ def _confirm_on_terminal(yes: bool) -> Callable[[Plan], bool]:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    settings = _settings_for(args)
+    settings = _settings_for(args, all_targets=True)
 
     async def run() -> Outcome:
         store = open_store(settings.state.url.reveal())
@@ -197,6 +205,48 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"{mark} {check.name}" + (f": {check.detail}" if check.detail else ""))
         print("verification " + ("passed" if result.passed else "FAILED"))
     return EXIT_OK if result.passed else EXIT_TROUBLE
+
+
+def cmd_flags(args: argparse.Namespace) -> int:
+    settings = _settings_for(args)
+    if settings.flags is None:
+        raise ConfigError(
+            f"{_config_path(args)}: flags: expected a 'flags' section (kind: sql "
+            "or api) to switch feature flags with"
+        )
+    flags = settings.flags
+    enable = args.flags_verb == "enable"
+    clock = SystemClock()
+
+    async def run() -> ActionRecord:
+        store = open_store(settings.state.url.reveal())
+        await store.migrate()
+        try:
+            async with httpx.AsyncClient(timeout=settings.watch.probe_timeout.total_seconds()) as c:
+                return await ActionRunner(store, clock).flag(
+                    build_flag_switch(flags, c),
+                    args.key,
+                    enable=enable,
+                    reason=args.reason,
+                    target=args.target or "flags",
+                    deployment_id=f"manual-{clock.now():%Y%m%dT%H%M%S.%fZ}",
+                    watch_id=None,
+                )
+        finally:
+            await store.close()
+
+    record = asyncio.run(run())
+    if args.json:
+        print(json.dumps(action_json(record, 60), indent=2))
+    else:
+        print(
+            f"{record.kind} {args.key} via {record.provider}: {record.status}"
+            + (f" in {record.seconds:.1f}s" if record.seconds is not None else "")
+        )
+        for line in [record.error, *record.notes]:
+            if line:
+                print(f"  {line}")
+    return EXIT_OK if record.status is ActionStatus.DONE else EXIT_TROUBLE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,7 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="roll a target back by hand, verify, report",
         description="Roll TARGET back from the deployment live now to its last known-good one "
         "(or --to), wait until it serves, run the verification checklist and print "
-        "the timed summary. Asks for confirmation on a terminal unless --yes. "
+        "the timed summary. TARGET 'all' is the full system rollback: the flags in "
+        "full_rollback.flags off first, then every target in full_rollback.order, stopping at "
+        "the first step that fails. Asks for confirmation on a terminal unless --yes. "
         "Exit 0 when rolled back and verified, 1 otherwise.",
     )
     rb.add_argument("target", metavar="TARGET")
@@ -312,6 +364,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     vf.add_argument("target", metavar="TARGET")
     vf.set_defaults(func=cmd_verify)
+
+    fl = verbs.add_parser("flags", help="the feature-flag kill switch")
+    fl_verbs = fl.add_subparsers(dest="flags_verb", required=True, metavar="ACTION")
+    for name, text in (
+        ("disable", "turn a flag off for everyone (enabled_globally false, rollout 0 %)"),
+        (
+            "enable",
+            "turn a flag back on (to its values before the disable, where the switch knows them)",
+        ),
+    ):
+        one = fl_verbs.add_parser(
+            name,
+            parents=[common],
+            help=text,
+            description=text + ". Recorded as an action; exit 0 when done, 1 when it failed.",
+        )
+        one.add_argument("key", metavar="KEY")
+        one.add_argument("--target", help="the target the flag belongs to, for the record")
+        one.add_argument("--reason", default=f"{name}d by hand", help="recorded with it")
+        one.set_defaults(func=cmd_flags)
     return parser
 
 

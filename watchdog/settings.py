@@ -336,6 +336,19 @@ class EscalationStep(Model):
     mention: str
 
 
+class FullRollback(Model):
+    """The runbook's full system rollback (scope ``full``, ``watchdog rollback all``)."""
+
+    flags: list[str] = Field(
+        default_factory=list, description="feature flags turned off first (needs 'flags')"
+    )
+    order: list[str] = Field(
+        default_factory=list,
+        description="targets in rollback order; default: the application targets as listed, "
+        "then the sql-migrations targets, leaving out the drills target",
+    )
+
+
 class Drills(Model):
     target: str
     schedule: str = "last fri 15:00"
@@ -361,8 +374,19 @@ class Settings(BaseSettings):
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     targets: dict[str, Target] = Field(min_length=1)
     flags: Flags | None = None
+    full_rollback: FullRollback = Field(default_factory=FullRollback)
     escalation: list[EscalationStep] = Field(default_factory=list)
     drills: Drills | None = None
+
+    def rollback_order(self) -> list[str]:
+        """Targets in the order a full rollback takes them: applications before databases,
+        never the drills' (staging) target unless listed."""
+        if self.full_rollback.order:
+            return list(self.full_rollback.order)
+        drill = self.drills.target if self.drills else None
+        names = [n for n in self.targets if n != drill]
+        apps = [n for n in names if self.targets[n].provider.kind != "sql-migrations"]
+        return apps + [n for n in names if n not in apps]
 
     @classmethod
     def settings_customise_sources(
@@ -403,6 +427,28 @@ class Settings(BaseSettings):
                         "section (api_url, organization, token) for this to use",
                     )
                 )
+        if "all" in self.targets:
+            found.append(
+                (
+                    ("targets", "all"),
+                    "expected another name: 'all' means every target (watchdog rollback all)",
+                )
+            )
+        for index, name in enumerate(self.full_rollback.order):
+            if name not in self.targets:
+                found.append(
+                    (
+                        ("full_rollback", "order", index),
+                        f"expected one of the targets ({', '.join(self.targets)}), found {name!r}",
+                    )
+                )
+        if self.full_rollback.flags and self.flags is None:
+            found.append(
+                (
+                    ("full_rollback", "flags"),
+                    "expected a top-level 'flags' section to turn these flags off with",
+                )
+            )
         if not self.rules.is_file():
             found.append((("rules",), f"expected a rules file, found no file at {self.rules}"))
         return found

@@ -9,16 +9,22 @@ import httpx
 
 from watchdog.clock import Clock
 from watchdog.providers.base import RollbackProvider
+from watchdog.providers.flags import FlagSwitch
+from watchdog.providers.flags_http import ApiFlagSwitch
+from watchdog.providers.flags_sql import SqlFlagSwitch
 from watchdog.providers.git import GitRevert
 from watchdog.providers.migrations import SqlMigrationRollback
 from watchdog.providers.railway import RailwayRollback
 from watchdog.providers.render import RenderRollback
 from watchdog.providers.vercel import VercelRollback
 from watchdog.settings import (
+    ApiFlags,
+    Flags,
     GitProvider,
     Provider,
     RailwayProvider,
     RenderProvider,
+    SqlFlags,
     SqlMigrationsProvider,
     VercelProvider,
 )
@@ -40,6 +46,14 @@ def build_provider(config: Provider, client: httpx.AsyncClient, clock: Clock) ->
             return GitRevert(config, clock)
         case SqlMigrationsProvider():
             return SqlMigrationRollback(config, clock)
+
+
+def build_flag_switch(config: Flags, client: httpx.AsyncClient) -> FlagSwitch:
+    match config:
+        case SqlFlags():
+            return SqlFlagSwitch(config)
+        case ApiFlags():
+            return ApiFlagSwitch(config, client)
 
 
 def live_timeout(config: Provider) -> timedelta:

@@ -39,8 +39,11 @@ def _duration(value: Any) -> Any:
 def _threshold(value: Any) -> Any:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    if (isinstance(value, list) and len(value) == 2
-            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)):
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
         return (float(value[0]), float(value[1]))
     raise ValueError(f"expected a number, or [low, high] for 'between', found {value!r}")
 

@@ -48,29 +48,38 @@ class ActionRunner:
         self._clock = clock
 
     async def plan(
-        self, provider: RollbackProvider, target: str, deployment_id: str, to: str | None = None
+        self,
+        provider: RollbackProvider,
+        target: str,
+        deployment_id: str | None,
+        to: str | None = None,
     ) -> Plan:
-        """Find the deployment to go back to. Only the deployment that is live now is rolled
-        back: when production serves something else, someone (or something) moved first."""
-        live = await provider.live()
-        if live.id != deployment_id:
-            return Plan(
-                target,
-                deployment_id,
-                None,
-                f"{provider.name} serves {live.id}, not {deployment_id}: nothing to roll "
-                "back (superseded, or rolled back already)",
-            )
-        good = await self._known_good(provider, target, live, to)
+        """Find the deployment to go back to; reads only. ``deployment_id`` is the bad one, and
+        only the deployment live now is rolled back (when production serves something else,
+        someone or something moved first); None means whatever is live. A provider that
+        cannot be read gives a plan with the problem, which ``rollback`` records as failed."""
+        try:
+            live = await provider.live()
+            if deployment_id is not None and live.id != deployment_id:
+                return Plan(
+                    target,
+                    deployment_id,
+                    None,
+                    f"{provider.name} serves {live.id}, not {deployment_id}: nothing to roll "
+                    "back (superseded, or rolled back already)",
+                )
+            good = await self._known_good(provider, target, live, to)
+        except (RollbackError, ConfigError) as exc:
+            return Plan(target, deployment_id or "(unknown)", None, str(exc))
         if good is None:
             wanted = f" named {to}" if to else ""
             return Plan(
                 target,
-                deployment_id,
+                live.id,
                 None,
                 f"{provider.name} has no earlier good deployment{wanted} to go back to",
             )
-        return Plan(target, deployment_id, good)
+        return Plan(target, live.id, good)
 
     async def _known_good(
         self, provider: RollbackProvider, target: str, live: ProviderDeployment, wanted: str | None

@@ -49,8 +49,8 @@ class _Run:
 
     async def plan(self, target: str, to: str | None) -> tuple[str, Plan]:
         provider = build_provider(self.settings.targets[target].provider, self.client, self.clock)
-        live = await provider.live()
-        return live.id, await self.runner.plan(provider, target, live.id, to)
+        plan = await self.runner.plan(provider, target, None, to)
+        return plan.deployment_id, plan
 
     async def act(self, target: str, plan: Plan) -> ActionRecord:
         config = self.settings.targets[target].provider

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.providers.helpers import advancing_sleep
+from tests.providers.helpers import T0, advancing_sleep
 from watchdog.actions import ActionRunner
 from watchdog.clock import ManualClock
 from watchdog.providers.base import ProviderDeployment, RollbackProvider
@@ -40,28 +40,35 @@ class Rig:
     history: DeploymentHistory
     faults: Faults
     mutation: str  # the stand-in's name for the rollback request
+    with_token: Callable[[str], RollbackProvider]  # the same provider with another token
 
 
-def _vercel(url: str, client: httpx.AsyncClient, clock: ManualClock) -> RollbackProvider:
+def _vercel(
+    url: str, client: httpx.AsyncClient, clock: ManualClock, token: str = TOKEN
+) -> RollbackProvider:
     config = VercelProvider(
-        kind="vercel", api_url=url, project="prj_1", team_id="team_1", token=Secret(TOKEN)
+        kind="vercel", api_url=url, project="prj_1", team_id="team_1", token=Secret(token)
     )
     return VercelRollback(config, client, clock, sleep=advancing_sleep(clock))
 
 
-def _render(url: str, client: httpx.AsyncClient, clock: ManualClock) -> RollbackProvider:
-    config = RenderProvider(kind="render", api_url=url, service_id="srv-1", token=Secret(TOKEN))
+def _render(
+    url: str, client: httpx.AsyncClient, clock: ManualClock, token: str = TOKEN
+) -> RollbackProvider:
+    config = RenderProvider(kind="render", api_url=url, service_id="srv-1", token=Secret(token))
     return RenderRollback(config, client, clock, sleep=advancing_sleep(clock))
 
 
-def _railway(url: str, client: httpx.AsyncClient, clock: ManualClock) -> RollbackProvider:
+def _railway(
+    url: str, client: httpx.AsyncClient, clock: ManualClock, token: str = TOKEN
+) -> RollbackProvider:
     config = RailwayProvider(
         kind="railway",
         api_url=url,
         project_id="prj-1",
         environment_id="env-1",
         service_id="svc-1",
-        token=Secret(TOKEN),
+        token=Secret(token),
     )
     return RailwayRollback(config, client, clock, sleep=advancing_sleep(clock))
 
@@ -112,8 +119,14 @@ async def rig(
     make_app, make_provider, mutation = KINDS[request.param]
     async with AsyncExitStack() as stack:
         url = stack.enter_context(_served(make_app(history, clock, faults), faults))
-        client = await stack.enter_async_context(httpx.AsyncClient(timeout=2))
-        yield Rig(make_provider(url, client, clock), history, faults, mutation)
+        client = await stack.enter_async_context(httpx.AsyncClient(timeout=0.5))
+        yield Rig(
+            make_provider(url, client, clock),
+            history,
+            faults,
+            mutation,
+            lambda token: make_provider(url, client, clock, token),
+        )
 
 
 @pytest.fixture
@@ -271,3 +284,43 @@ async def test_after_a_rollback_the_bad_deployment_is_never_a_target_again(
     # the bad one, and the one before that serves the same release: nothing to go back to.
     assert again.to is None
     assert again.problem == f"{rig.provider.name} has no earlier good deployment to go back to"
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        (lambda f, op: f.rate_limit(T0 + timedelta(hours=1), operation=op), "429"),
+        (lambda f, op: f.stall_next(1, 5, operation=op), "may or may not have arrived"),
+    ],
+    ids=["429", "timeout"],
+)
+async def test_a_refused_or_unanswered_rollback_request_is_recorded_and_not_resent(
+    rig: Rig,
+    store: SqlStore,
+    clock: ManualClock,
+    fault: Callable[[Faults, str], None],
+    reason: str,
+) -> None:
+    runner = ActionRunner(store, clock)
+    plan = await runner.plan(rig.provider, "app", "dep-2")
+    fault(rig.faults, rig.mutation)
+    failed = await runner.rollback(rig.provider, plan, watch_id=None, reason="r", timeout=TIMEOUT)
+    assert failed.status is ActionStatus.FAILED
+    assert failed.error
+    assert reason in failed.error
+    assert rig.history.count(rig.mutation) == 1
+
+
+async def test_a_provider_refusing_the_credentials_is_a_recorded_failed_action(
+    rig: Rig, store: SqlStore, clock: ManualClock
+) -> None:
+    provider = rig.with_token("revoked-token")
+    runner = ActionRunner(store, clock)
+    plan = await runner.plan(provider, "app", "dep-2")
+    assert plan.to is None
+    failed = await runner.rollback(provider, plan, watch_id=None, reason="r", timeout=TIMEOUT)
+    assert failed.status is ActionStatus.FAILED
+    assert failed.error
+    assert "token" in failed.error.lower() or "authorized" in failed.error.lower()
+    assert "revoked-token" not in failed.error
+    assert rig.history.count(rig.mutation) == 0

@@ -127,3 +127,49 @@ def test_verify_says_what_is_broken_then_that_it_is_healthy(
     healthy = run_watchdog("verify", "backend", "--config", config, env=ENV)
     assert healthy.returncode == 0, healthy.stdout
     assert healthy.stdout.endswith("verification passed\n")
+
+
+def test_watch_in_the_foreground_rolls_back_the_bad_deploy_and_prints_the_summary(
+    run_watchdog: Runner, sandbox: stack.Stack, config: str
+) -> None:
+    done = run_watchdog(
+        "watch", "backend", "--config", config, "--window", "20s", "--interval", "1s", env=ENV
+    )
+    assert done.returncode == 1, done.stdout + done.stderr  # not healthy: it was rolled back
+    progress = done.stdout.splitlines()
+    assert any("rollback" in line and "left)" in line for line in progress)
+    assert "backend: rolled_back:" in done.stdout
+    assert "rollback via render to dep-1: done" in done.stdout
+    assert "verification: passed" in done.stdout
+    assert sandbox.backend.count("rollback") == 1
+    assert sandbox.app.live == GOOD_RELEASE
+
+
+def test_watch_json_dry_run_says_it_would_roll_back(
+    run_watchdog: Runner, sandbox: stack.Stack, config: str
+) -> None:
+    done = run_watchdog(
+        "watch",
+        "backend",
+        "--config",
+        config,
+        "--window",
+        "20s",
+        "--interval",
+        "1s",
+        "--dry-run",
+        "--json",
+        env=ENV,
+    )
+    summary = json.loads(done.stdout)
+    assert (summary["verdict"], summary["dry_run"], summary["actions"]) == (
+        "would_roll_back",
+        True,
+        [],
+    )
+    assert summary["rule"] in {
+        "critical-flow-broken",
+        "error-rate-critical",
+        "health-check-failing",
+    }
+    assert sandbox.backend.received() == []

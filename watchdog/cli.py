@@ -19,17 +19,18 @@ from watchdog import configcheck, logs, probe
 from watchdog import evaluate as evaluate_cmd
 from watchdog.actions import ActionRunner, Plan
 from watchdog.clock import SystemClock
-from watchdog.durations import parse_duration
+from watchdog.durations import format_duration, format_elapsed, parse_duration
 from watchdog.errors import ConfigError
 from watchdog.model import Deployment
 from watchdog.providers.registry import build_flag_switch, build_provider
 from watchdog.readings import parse_time
 from watchdog.rollback import Outcome, manual_rollback
-from watchdog.settings import DEFAULT_CONFIG, Settings, load_config, load_rules
+from watchdog.settings import DEFAULT_CONFIG, LoadedConfig, Settings, load_config, load_rules
 from watchdog.store import open_store
 from watchdog.store.records import ActionRecord, ActionStatus
-from watchdog.summary import action_json, verification_json
+from watchdog.summary import action_json, verification_json, watch_summary
 from watchdog.verify import Verification, verify
+from watchdog.watch import Context, Watch, target_context
 
 EXIT_OK, EXIT_TROUBLE, EXIT_USAGE = 0, 1, 2
 
@@ -97,9 +98,14 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _settings_for(args: argparse.Namespace, *, all_targets: bool = False) -> Settings:
+    return _config_for(args, all_targets=all_targets).settings
+
+
+def _config_for(args: argparse.Namespace, *, all_targets: bool = False) -> LoadedConfig:
     """The config, with its secrets registered for redaction and ``args.target`` checked
     (``all`` is every target where ``all_targets``)."""
-    settings = load_config(_config_path(args)).settings
+    loaded = load_config(_config_path(args))
+    settings = loaded.settings
     logs.REDACTOR.add(logs.secrets_of(settings))
     target = getattr(args, "target", None)
     if (
@@ -108,7 +114,7 @@ def _settings_for(args: argparse.Namespace, *, all_targets: bool = False) -> Set
         and not (all_targets and target == "all")
     ):
         raise ConfigError(f"target {args.target!r}: expected one of {', '.join(settings.targets)}")
-    return settings
+    return loaded
 
 
 def _confirm_on_terminal(yes: bool) -> Callable[[Plan], bool]:
@@ -249,6 +255,75 @@ def cmd_flags(args: argparse.Namespace) -> int:
     return EXIT_OK if record.status is ActionStatus.DONE else EXIT_TROUBLE
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    loaded = _config_for(args)
+    settings = loaded.settings
+    clock = SystemClock()
+    window = args.window or settings.watch.window
+    interval = args.interval or settings.watch.interval
+    if not timedelta(0) < interval < window:
+        raise ConfigError(
+            f"--interval {format_duration(interval)} must be shorter than "
+            f"--window {format_duration(window)}"
+        )
+
+    async def run() -> dict[str, Any]:
+        store = open_store(settings.state.url.reveal())
+        await store.migrate()
+        try:
+            async with target_context(settings, loaded.rules, store, clock, args.target) as ctx:
+                deployment = await _deployment_to_watch(args, ctx, clock)
+                watch = await Watch.start(
+                    ctx,
+                    deployment,
+                    window=window,
+                    interval=interval,
+                    dry_run=args.dry_run or settings.dry_run,
+                )
+                ticks = 0
+                while not watch.closed:
+                    decision = await watch.tick()
+                    ticks += 1
+                    if decision is not None and not args.json:
+                        left = format_elapsed(
+                            max(timedelta(0), watch.record.closes_at - decision.at)
+                        )
+                        print(
+                            f"{decision.at:%H:%M:%S}  {decision.verdict!s:<13} "
+                            f"{decision.explanation}  ({left} left)",
+                            flush=True,
+                        )
+                    if not watch.closed:
+                        due = watch.record.started_at + ticks * interval
+                        await asyncio.sleep(max(0.0, (due - clock.now()).total_seconds()))
+                return await watch_summary(store, settings, watch.record)
+        finally:
+            await store.close()
+
+    summary = asyncio.run(run())
+    _print_summary(summary, args.json)
+    return EXIT_OK if summary["verdict"] == "healthy" else EXIT_TROUBLE
+
+
+async def _deployment_to_watch(
+    args: argparse.Namespace, ctx: Context, clock: SystemClock
+) -> Deployment:
+    """The deployment named on the command line, completed from the provider: by default
+    the one live now, deployed now, with its release and the known-good one before it."""
+    live = await ctx.provider.live()
+    deployment_id = args.deployment or live.id
+    good = await ctx.provider.known_good(live) if deployment_id == live.id else None
+    return Deployment(
+        target=args.target,
+        id=deployment_id,
+        deployed_at=args.deployed_at or clock.now(),
+        previous_id=args.previous or (good.id if good else None),
+        release=args.release or (live.release if deployment_id == live.id else None),
+        previous_release=good.release if good else None,
+        migration_version=args.migration_version,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -331,6 +406,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="migration the deployment applied, checked in the migrations table",
     )
     pr.set_defaults(func=cmd_probe)
+
+    wa = verbs.add_parser(
+        "watch",
+        parents=[common],
+        help="watch one deployment in the foreground",
+        description="Watch one deployment of TARGET for --window, a tick every --interval, "
+        "with a progress line per tick; act as the rules say (roll back, disable a flag), "
+        "verify, and print the summary. By default the deployment is the one live now, "
+        "deployed now. Exit 0 when it closes healthy, 1 otherwise.",
+    )
+    wa.add_argument("target", metavar="TARGET")
+    wa.add_argument("--deployment", metavar="ID", help="default: the one live now")
+    wa.add_argument("--previous", metavar="ID", help="known-good deployment to go back to")
+    wa.add_argument("--deployed-at", type=_time_arg, metavar="ISO", help="default: now")
+    wa.add_argument("--release", help="Sentry release (default: the live commit)")
+    wa.add_argument("--migration-version", metavar="V", help="migration the deploy applied")
+    wa.add_argument(
+        "--window",
+        type=_duration_arg,
+        metavar="D",
+        help="how long to watch (default: watch.window)",
+    )
+    wa.add_argument(
+        "--interval",
+        type=_duration_arg,
+        metavar="D",
+        help="time between ticks (default: watch.interval)",
+    )
+    wa.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="decide and report 'would roll back', but act on nothing",
+    )
+    wa.set_defaults(func=cmd_watch)
 
     rb = verbs.add_parser(
         "rollback",

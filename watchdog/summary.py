@@ -6,8 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from watchdog.store.records import ActionRecord
-from watchdog.verify import Verification
+from watchdog.providers.registry import target_seconds
+from watchdog.settings import Settings
+from watchdog.store.base import StateStore
+from watchdog.store.records import ActionRecord, WatchRecord
+from watchdog.verify import Check, Verification
 
 
 def iso(value: datetime | None) -> str | None:
@@ -77,3 +80,35 @@ def summary_json(
     if explanation:
         out["explanation"] = explanation
     return out
+
+
+async def watch_summary(
+    store: StateStore, settings: Settings, record: WatchRecord
+) -> dict[str, Any]:
+    """The summary of a stored watch, open or closed."""
+    deployment = await store.deployment(record.target, record.deployment_id)
+    actions = await store.actions(record.id)
+    config = settings.targets[record.target].provider if record.target in settings.targets else None
+    seconds = target_seconds(config) if config is not None else 300
+    verification = (
+        None
+        if record.verification is None
+        else Verification(
+            tuple(Check(name, passed, detail) for name, passed, detail in record.verification)
+        )
+    )
+    rolled_back_to = next((a.to for a in actions if a.kind == "rollback"), None)
+    return summary_json(
+        target=record.target,
+        deployment_id=record.deployment_id,
+        previous_deployment_id=rolled_back_to or (deployment.previous_id if deployment else None),
+        verdict=str(record.outcome) if record.outcome else str(record.state),
+        rule=record.rule,
+        dry_run=record.dry_run,
+        started_at=record.started_at,
+        decided_at=record.decided_at,
+        closed_at=record.closed_at,
+        actions=[action_json(a, 60 if a.kind.endswith("_flag") else seconds) for a in actions],
+        verification=verification,
+        explanation=record.explanation,
+    )

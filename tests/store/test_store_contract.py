@@ -116,6 +116,9 @@ async def test_a_watch_round_trips_every_field(store: SqlStore) -> None:
         decided_at=T0 + timedelta(minutes=2),
         closed_at=T0 + timedelta(minutes=3),
         acknowledged_at=T0 + timedelta(minutes=4),
+        baseline={"appointments": 1000, "contacts": 400},
+        verification=(("health api", True, ""), ("error rate", False, "1.2 % over 3,000")),
+        explanation="error_rate 2 % → rollback, immediate",
     )
     await store.update_watch(changed)
     assert await store.watch(watch.id) == changed

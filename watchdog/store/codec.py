@@ -77,6 +77,9 @@ def watch_row(w: WatchRecord) -> Row:
         "decided_at": put_ts(w.decided_at),
         "closed_at": put_ts(w.closed_at),
         "acknowledged_at": put_ts(w.acknowledged_at),
+        "baseline": json.dumps(dict(w.baseline), sort_keys=True),
+        "verification": None if w.verification is None else json.dumps(w.verification),
+        "explanation": w.explanation,
     }
 
 
@@ -96,6 +99,13 @@ def watch(row: Row) -> WatchRecord:
         decided_at=ts(row["decided_at"]),
         closed_at=ts(row["closed_at"]),
         acknowledged_at=ts(row["acknowledged_at"]),
+        baseline=json.loads(row["baseline"]),
+        verification=None
+        if row["verification"] is None
+        else tuple(
+            (name, bool(ok), detail) for name, ok, detail in json.loads(row["verification"])
+        ),
+        explanation=row["explanation"],
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -54,6 +55,9 @@ class WatchRecord:
     decided_at: datetime | None = None
     closed_at: datetime | None = None
     acknowledged_at: datetime | None = None
+    baseline: Mapping[str, int] = field(default_factory=dict)  # integrity row counts at start
+    verification: tuple[tuple[str, bool, str], ...] | None = None  # (check, passed, detail)
+    explanation: str | None = None  # why it closed the way it did
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ _COMMON = [
         state TEXT NOT NULL, started_at {ts} NOT NULL, closes_at {ts} NOT NULL,
         interval_ms BIGINT NOT NULL, dry_run BOOLEAN NOT NULL, held BOOLEAN NOT NULL,
         outcome TEXT, rule TEXT, decided_at {ts}, closed_at {ts}, acknowledged_at {ts},
+        baseline TEXT NOT NULL DEFAULT '{{}}', verification TEXT, explanation TEXT,
         FOREIGN KEY (target, deployment_id) REFERENCES deployments (target, id))""",
     # One open watch per deployment: announcing a deploy twice watches it once.
     """CREATE UNIQUE INDEX watches_one_open ON watches (target, deployment_id)

@@ -1,0 +1,323 @@
+"""One deployment under watch: baseline → observing → (acting → verifying) → closed.
+
+Every step is a plain coroutine on an injected clock, and the watch is stored after each one,
+so a restarted daemon resumes it from the store and a test drives it tick by tick. Per tick:
+read every signal (all at the tick's time), store the readings, decide on everything read so
+far, store the decision, and act when the decision says so, unless the watch is held or a dry
+run. Acting is the action runner's job; verifying is the checklist's; the watch only sequences.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+import httpx
+import structlog
+
+from watchdog.actions import ActionRunner
+from watchdog.clock import Clock
+from watchdog.errors import SignalError, WatchdogError
+from watchdog.model import Decision, Deployment, Reading, Scope, Verdict
+from watchdog.probe import target_sources
+from watchdog.providers.base import RollbackProvider
+from watchdog.providers.flags import FlagSwitch
+from watchdog.providers.registry import build_flag_switch, build_provider, live_timeout
+from watchdog.rollback import ALL, manual_rollback
+from watchdog.rules.engine import decide
+from watchdog.rules.schema import RuleSet
+from watchdog.settings import Settings
+from watchdog.signals import database
+from watchdog.signals.base import SignalSource, SourceHealth, read_all
+from watchdog.signals.latency import LatencyHistory
+from watchdog.store.base import StateStore
+from watchdog.store.records import ActionStatus, Outcome, WatchRecord, WatchState
+from watchdog.verify import Sleep, verify
+
+log = structlog.get_logger("watchdog.watch")
+
+# How a watch that did not act ends, by its last decision. A held watch whose rules still
+# said roll back would have acted: people took it over.
+_CLOSING = {
+    Verdict.ROLLBACK: Outcome.WOULD_ROLL_BACK,
+    Verdict.NONE: Outcome.HEALTHY,
+    Verdict.MONITOR: Outcome.MONITOR,
+    Verdict.INCONCLUSIVE: Outcome.INCONCLUSIVE,
+}
+
+
+@dataclass
+class Context:
+    """What every watch of one target shares: config, rules, store, clock and the target's
+    signal sources, rollback provider and flag switch (built once, kept across ticks)."""
+
+    settings: Settings
+    rules: RuleSet
+    store: StateStore
+    clock: Clock
+    sources: Sequence[SignalSource]
+    provider: RollbackProvider
+    flags: FlagSwitch | None = None
+    health: SourceHealth | None = None
+    sleep: Sleep = asyncio.sleep  # verification waits with it; tests move their clock instead
+
+
+class Watch:
+    def __init__(self, ctx: Context, record: WatchRecord, deployment: Deployment) -> None:
+        self.ctx = ctx
+        self.record = record
+        self.deployment = deployment
+        self._log = log.bind(watch=record.id, target=record.target, deployment=deployment.id)
+
+    @classmethod
+    async def start(
+        cls,
+        ctx: Context,
+        deployment: Deployment,
+        *,
+        window: timedelta,
+        interval: timedelta,
+        dry_run: bool,
+    ) -> Watch:
+        """Record the deployment and open its watch (or return the open one: announcing a
+        deploy twice watches it once), taking the baseline the verification compares with."""
+        await ctx.store.save_deployment(deployment)
+        opened = await ctx.store.open_watch(
+            WatchRecord(
+                id=uuid.uuid4().hex,
+                target=deployment.target,
+                deployment_id=deployment.id,
+                state=WatchState.BASELINE,
+                started_at=ctx.clock.now(),
+                closes_at=deployment.deployed_at + window,
+                interval=interval,
+                dry_run=dry_run,
+            )
+        )
+        stored = await ctx.store.deployment(deployment.target, deployment.id)
+        watch = cls(ctx, opened, stored or deployment)
+        if opened.state is WatchState.BASELINE:
+            await watch._save(state=WatchState.OBSERVING, baseline=await watch._row_counts())
+            watch._log.info(
+                "watch.started", closes_at=opened.closes_at.isoformat(), dry_run=dry_run
+            )
+        return watch
+
+    @classmethod
+    async def resume(cls, ctx: Context, record: WatchRecord) -> Watch:
+        deployment = await ctx.store.deployment(record.target, record.deployment_id)
+        assert deployment is not None, f"watch {record.id} has no deployment"
+        watch = cls(ctx, record, deployment)
+        watch._log.info("watch.resumed", state=str(record.state))
+        return watch
+
+    @property
+    def closed(self) -> bool:
+        return self.record.state is WatchState.CLOSED
+
+    async def tick(self) -> Decision | None:
+        """One tick at the clock's time; None once the watch is closed."""
+        if self.closed:
+            return None
+        now = self.ctx.clock.now()
+        settings = self.ctx.settings
+        probe = await read_all(
+            self.ctx.sources, self.deployment, now, settings.watch.probe_timeout, self.ctx.health
+        )
+        await self.ctx.store.add_readings(self.record.id, probe.readings, probe.errors, now)
+        readings = await self.ctx.store.readings(self.record.id)
+        decision = decide(self.ctx.rules, self.deployment, readings, now, self.record.interval)
+        await self.ctx.store.add_decision(self.record.id, decision)
+        self._log.info(
+            "decision.made",
+            verdict=str(decision.verdict),
+            rule=decision.rule,
+            readings=len(probe.readings),
+            errors=len(probe.errors),
+        )
+        if decision.verdict is Verdict.ROLLBACK and not self.record.held:
+            await self._roll_back(decision)
+        elif (
+            decision.verdict is Verdict.DISABLE_FLAG
+            and not self.record.held
+            and self.ctx.flags is not None
+            and not self.record.dry_run
+        ):
+            await self._disable_flag(decision)
+        if not self.closed and now >= self.record.closes_at:
+            await self._close_at_end(readings)
+        return decision
+
+    async def hold(self) -> None:
+        """No automatic action on this watch from now on; it still reads and decides."""
+        await self._save(held=True)
+
+    async def _roll_back(self, decision: Decision) -> None:
+        await self._save(
+            state=WatchState.ACTING,
+            decided_at=decision.at,
+            rule=decision.rule,
+            explanation=decision.explanation,
+        )
+        if self.record.dry_run:
+            self._log.warning("rollback.would_execute", rule=decision.rule)
+            await self._close(Outcome.WOULD_ROLL_BACK)
+            return
+        if decision.scope is Scope.FULL:
+            await self._full_rollback(decision)
+            return
+        runner = ActionRunner(self.ctx.store, self.ctx.clock)
+        plan = await runner.plan(
+            self.ctx.provider, self.record.target, self.deployment.id, self.deployment.previous_id
+        )
+        config = self.ctx.settings.targets[self.record.target].provider
+        action = await runner.rollback(
+            self.ctx.provider,
+            plan,
+            watch_id=self.record.id,
+            reason=decision.explanation,
+            timeout=live_timeout(config),
+        )
+        if action.status is not ActionStatus.DONE or plan.to is None:
+            await self._close(Outcome.ROLLBACK_FAILED, explanation=action.error)
+            return
+        await self._save(state=WatchState.VERIFYING)
+        serving = Deployment(
+            target=self.record.target,
+            id=plan.to.id,
+            release=plan.to.release,
+            deployed_at=action.finished_at or self.ctx.clock.now(),
+        )
+        await self._verify_and_close(serving)
+
+    async def _full_rollback(self, decision: Decision) -> None:
+        outcome = await manual_rollback(
+            self.ctx.settings,
+            ALL,
+            store=self.ctx.store,
+            clock=self.ctx.clock,
+            to=None,
+            reason=decision.explanation,
+            dry_run=False,
+            confirm=lambda plan: True,
+        )
+        checks = (outcome.summary.get("verification") or {}).get("checks", [])
+        await self._close(
+            Outcome.ROLLED_BACK
+            if outcome.summary["verdict"] == "rolled_back"
+            else Outcome.ROLLBACK_FAILED,
+            explanation=outcome.summary.get("explanation"),
+            verification=tuple((c["name"], c["passed"], c.get("detail", "")) for c in checks),
+        )
+
+    async def _verify_and_close(self, serving: Deployment) -> None:
+        result = await verify(
+            self.ctx.settings,
+            serving,
+            self.ctx.clock,
+            self.record.baseline or None,
+            self.ctx.sleep,
+        )
+        self._log.info("rollback.verified", passed=result.passed)
+        await self._close(
+            Outcome.ROLLED_BACK,
+            verification=tuple((c.name, c.passed, c.detail) for c in result.checks),
+        )
+
+    async def _disable_flag(self, decision: Decision) -> None:
+        assert self.ctx.flags is not None
+        assert decision.flag is not None
+        action = await ActionRunner(self.ctx.store, self.ctx.clock).flag(
+            self.ctx.flags,
+            decision.flag,
+            enable=False,
+            reason=decision.explanation,
+            target=self.record.target,
+            deployment_id=self.deployment.id,
+            watch_id=self.record.id,
+        )
+        if action.status is ActionStatus.DONE and self.record.decided_at is None:
+            await self._save(
+                decided_at=decision.at, rule=decision.rule, explanation=decision.explanation
+            )
+
+    async def _close_at_end(self, readings: Sequence[Reading]) -> None:
+        """The window is over: the verdict it ends with (blind is never healthy)."""
+        decisions = await self.ctx.store.decisions(self.record.id)
+        actions = await self.ctx.store.actions(self.record.id)
+        watched = self.ctx.rules.inconclusive.metric
+        if any(a.kind == "disable_flag" and a.status is ActionStatus.DONE for a in actions):
+            outcome = Outcome.FLAG_DISABLED
+        elif not any(r.metric == watched for r in readings):
+            outcome = Outcome.INCONCLUSIVE
+        else:
+            outcome = _CLOSING.get(decisions[-1].verdict, Outcome.MONITOR)
+        await self._close(outcome, explanation=decisions[-1].explanation if decisions else None)
+
+    async def _close(
+        self,
+        outcome: Outcome,
+        *,
+        explanation: str | None = None,
+        verification: tuple[tuple[str, bool, str], ...] | None = None,
+    ) -> None:
+        await self._save(
+            state=WatchState.CLOSED,
+            outcome=outcome,
+            closed_at=self.ctx.clock.now(),
+            explanation=explanation or self.record.explanation,
+            verification=verification,
+        )
+        self._log.info("watch.closed", outcome=str(outcome))
+
+    async def _save(self, **changes: object) -> None:
+        self.record = replace(self.record, **changes)  # type: ignore[arg-type]
+        await self.ctx.store.update_watch(self.record)
+
+    async def _row_counts(self) -> dict[str, int]:
+        target = self.ctx.settings.targets[self.record.target]
+        if target.database is None or target.integrity is None:
+            return {}
+        try:
+            return await database.row_counts(
+                target.database.dsn.reveal(),
+                target.integrity.tables,
+                self.ctx.settings.watch.probe_timeout,
+            )
+        except (SignalError, WatchdogError) as exc:
+            self._log.warning("baseline.failed", error=str(exc))
+            return {}
+
+
+@asynccontextmanager
+async def target_context(
+    settings: Settings,
+    rules: RuleSet,
+    store: StateStore,
+    clock: Clock,
+    target: str,
+    sleep: Sleep = asyncio.sleep,
+) -> AsyncIterator[Context]:
+    """A target's Context from the config, with its HTTP clients open for as long as it is
+    used (one per outside service, kept across ticks)."""
+    timeout = settings.watch.probe_timeout.total_seconds()
+    async with (
+        target_sources(settings, target, clock, LatencyHistory()) as sources,
+        httpx.AsyncClient(timeout=timeout) as client,
+    ):
+        flags = build_flag_switch(settings.flags, client) if settings.flags else None
+        yield Context(
+            settings,
+            rules,
+            store,
+            clock,
+            sources,
+            build_provider(settings.targets[target].provider, client, clock),
+            flags,
+            SourceHealth(),
+            sleep,
+        )

@@ -152,6 +152,10 @@ class Watch:
             await self._close_at_end(readings)
         return decision
 
+    async def supersede(self, by: str) -> None:
+        """A newer deployment of the target replaced this one before the window ended."""
+        await self._close(Outcome.SUPERSEDED, explanation=f"superseded by deployment {by}")
+
     async def hold(self) -> None:
         """No automatic action on this watch from now on; it still reads and decides."""
         await self._save(held=True)

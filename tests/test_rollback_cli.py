@@ -173,3 +173,28 @@ def test_watch_json_dry_run_says_it_would_roll_back(
         "health-check-failing",
     }
     assert sandbox.backend.received() == []
+
+
+def test_status_lists_the_watches_from_the_store(
+    run_watchdog: Runner, sandbox: stack.Stack, config: str
+) -> None:
+    assert run_watchdog("status", "--config", config, env=ENV).stdout == "no watches yet\n"
+    run_watchdog(
+        "watch",
+        "backend",
+        "--config",
+        config,
+        "--window",
+        "20s",
+        "--interval",
+        "1s",
+        "--dry-run",
+        env=ENV,
+    )
+    done = run_watchdog("status", "--config", config, "--json", env=ENV)
+    (watch,) = json.loads(done.stdout)
+    assert (watch["target"], watch["deployment_id"], watch["verdict"]) == (
+        "backend",
+        "dep-2",
+        "would_roll_back",
+    )

@@ -10,9 +10,12 @@ followed by a state check. A crash between "intended" and "done" is settled on r
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 import stamina
 import structlog
@@ -21,6 +24,7 @@ from watchdog.clock import Clock
 from watchdog.errors import ConfigError, RollbackError
 from watchdog.providers.base import ProviderDeployment, Rollback, RollbackProvider
 from watchdog.providers.flags import FlagSwitch, show
+from watchdog.providers.polling import Sleep, wait_until
 from watchdog.store.base import StateStore
 from watchdog.store.records import ActionRecord, ActionStatus
 
@@ -43,9 +47,10 @@ class Plan:
 
 
 class ActionRunner:
-    def __init__(self, store: StateStore, clock: Clock) -> None:
+    def __init__(self, store: StateStore, clock: Clock, sleep: Sleep = asyncio.sleep) -> None:
         self._store = store
         self._clock = clock
+        self._sleep = sleep
 
     async def plan(
         self,
@@ -231,8 +236,13 @@ class ActionRunner:
         log.info("flag.changed", flag=key, kind=kind, state=show(state))
         return await self._finish(record, ActionStatus.DONE, None, [show(state), *state.notes])
 
-    async def reconcile(self, providers: dict[str, RollbackProvider]) -> list[ActionRecord]:
-        """Settle actions a crash left *intended*, by asking each provider what it serves."""
+    async def reconcile(
+        self,
+        providers: Mapping[str, RollbackProvider],
+        waits: Mapping[str, timedelta] | None = None,
+    ) -> list[ActionRecord]:
+        """Settle actions a crash left *intended*, by asking each provider what it serves. A
+        rollback may still be going live: wait up to ``waits[target]`` for it (never resend)."""
         settled = []
         for record in await self._store.unfinished_actions():
             provider = providers.get(record.target)
@@ -243,9 +253,19 @@ class ActionRunner:
                     )
                 )
                 continue
-            live = await provider.live()
             to = ProviderDeployment(record.to, record.to_release, record.started_at, "", False)
-            if await provider.is_serving(to):
+            try:
+                waited = await wait_until(
+                    partial(provider.is_serving, to),
+                    clock=self._clock,
+                    sleep=self._sleep,
+                    timeout=(waits or {}).get(record.target, timedelta(0)),
+                    every=timedelta(seconds=1),
+                )
+                live = (await provider.live()).id
+            except (RollbackError, ConfigError) as exc:
+                waited, live = timedelta(0), f"(unknown: {exc})"
+            if waited is None:
                 settled.append(
                     await self._finish(
                         record,
@@ -259,7 +279,7 @@ class ActionRunner:
                     await self._finish(
                         record,
                         ActionStatus.FAILED,
-                        f"interrupted before it was confirmed; {provider.name} serves {live.id}; "
+                        f"interrupted before it was confirmed; {provider.name} serves {live}; "
                         "not resent: roll back by hand",
                     )
                 )

@@ -25,6 +25,7 @@ from watchdog.model import Deployment
 from watchdog.providers.registry import build_flag_switch, build_provider
 from watchdog.readings import parse_time
 from watchdog.rollback import Outcome, manual_rollback
+from watchdog.run import run
 from watchdog.settings import DEFAULT_CONFIG, LoadedConfig, Settings, load_config, load_rules
 from watchdog.store import open_store
 from watchdog.store.records import ActionRecord, ActionStatus
@@ -324,6 +325,39 @@ async def _deployment_to_watch(
     )
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    asyncio.run(run(_config_for(args), _config_path(args)))
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = _settings_for(args)
+
+    async def read() -> list[dict[str, Any]]:
+        store = open_store(settings.state.url.reveal())
+        await store.migrate()
+        try:
+            return [
+                {"id": record.id, **await watch_summary(store, settings, record)}
+                for record in await store.recent_watches(args.limit)
+            ]
+        finally:
+            await store.close()
+
+    watches = asyncio.run(read())
+    if args.json:
+        print(json.dumps(watches, indent=2))
+        return EXIT_OK
+    if not watches:
+        print("no watches yet")
+    for w in watches:
+        print(
+            f"{w['started_at']}  {w['target']:<16} {w['deployment_id']:<14} "
+            f"{w['verdict']:<16} {w['rule'] or ''}"
+        )
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -406,6 +440,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="migration the deployment applied, checked in the migrations table",
     )
     pr.set_defaults(func=cmd_probe)
+
+    rn = verbs.add_parser(
+        "run",
+        parents=[common],
+        help="the daemon: scheduler and HTTP API",
+        description="Run the daemon: watch every announced or discovered deploy, serve the "
+        "HTTP API on api.listen. SIGTERM finishes the ticks in flight and exits; SIGHUP "
+        "reloads the config (a bad one is logged and the running one kept).",
+    )
+    rn.set_defaults(func=cmd_run)
+
+    st = verbs.add_parser(
+        "status",
+        parents=[common],
+        help="recent watches and how they ended",
+        description="The most recent watches from the state store: target, deployment, "
+        "verdict (or state while open) and the rule that decided.",
+    )
+    st.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    st.set_defaults(func=cmd_status)
 
     wa = verbs.add_parser(
         "watch",

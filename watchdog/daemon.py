@@ -22,8 +22,9 @@ from watchdog.clock import Clock
 from watchdog.errors import ConfigError, WatchdogError
 from watchdog.metrics import Metrics
 from watchdog.model import Deployment
+from watchdog.providers.registry import live_timeout
 from watchdog.settings import LoadedConfig
-from watchdog.store.base import StateStore
+from watchdog.store.base import RaisedSignal, StateStore
 from watchdog.store.records import WatchRecord
 from watchdog.summary import watch_summary
 from watchdog.verify import Sleep
@@ -64,7 +65,9 @@ class Watchdog:
         await self.store.migrate()
         await self._open_contexts(self.config)
         providers = {t: c.provider for t, c in self._contexts.items()}
-        for settled in await ActionRunner(self.store, self._clock).reconcile(providers):
+        waits = {t: live_timeout(c.settings.targets[t].provider) for t, c in self._contexts.items()}
+        runner = ActionRunner(self.store, self._clock, self._sleep)
+        for settled in await runner.reconcile(providers, waits):
             log.warning(
                 "action.reconciled",
                 action=settled.id,
@@ -90,9 +93,12 @@ class Watchdog:
     async def stop(self, grace: float = 8.0) -> None:
         """Stop scheduling, let the ticks in flight finish (each persists as it goes)."""
         self.ready = False
-        self._scheduler.shutdown(wait=False)
+        # Pause first: shutting APScheduler's asyncio executor down cancels the jobs still
+        # running, and a tick in flight must finish and store what it did.
+        self._scheduler.pause()
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=grace)
+        self._scheduler.shutdown(wait=False)
         await self._stack.aclose()
         log.info("daemon.stopped", open_watches=len(self._watches))
 
@@ -205,6 +211,27 @@ class Watchdog:
             if watch_id in self._watches:
                 self._watches[watch_id].record = record
         return record
+
+    async def raise_signal(
+        self, target: str, kind: str, detail: str, deployment_id: str | None = None
+    ) -> RaisedSignal:
+        """Store an outside signal (a security alert) against ``deployment_id``, by default
+        the deployment of the target's open watch; the watch reads it from the store at its
+        next tick (``AlertSignal``), so neither a restart nor another replica loses it.
+        Raises ConfigError for an unknown target, UnknownWatch when no deployment is named
+        and none of the target's is watched."""
+        targets = self.config.settings.targets
+        if target not in targets:
+            raise ConfigError(f"target {target!r}: expected one of {', '.join(targets)}")
+        if deployment_id is None:
+            watched = [w for w in await self.store.open_watches() if w.target == target]
+            if not watched:
+                raise UnknownWatch(f"no open watch of {target}")
+            deployment_id = watched[-1].deployment_id
+        signal = RaisedSignal(target, deployment_id, kind, detail, self._clock.now())
+        await self.store.raise_signal(target, deployment_id, kind, detail, signal.raised_at)
+        log.warning("signal.raised", target=target, deployment=deployment_id, kind=kind)
+        return signal
 
     async def summary(self, watch_id: str) -> dict[str, Any]:
         record = await self.store.watch(watch_id)

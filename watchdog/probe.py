@@ -15,20 +15,27 @@ from watchdog.model import Deployment
 from watchdog.readings import reading_to_json
 from watchdog.rules.explain import fmt_value
 from watchdog.settings import Settings
+from watchdog.signals.alerts import AlertSignal
 from watchdog.signals.base import Failure, Probe, SignalSource, read_all
 from watchdog.signals.database import DatabaseSignal
 from watchdog.signals.flows import FlowSignal
 from watchdog.signals.health import HealthSignal
 from watchdog.signals.latency import LatencyHistory, LatencySignal
 from watchdog.signals.sentry import SentrySignal
+from watchdog.store.base import StateStore
 
 
 @asynccontextmanager
 async def target_sources(
-    settings: Settings, target: str, clock: Clock, history: LatencyHistory
+    settings: Settings,
+    target: str,
+    clock: Clock,
+    history: LatencyHistory,
+    store: StateStore | None = None,
 ) -> AsyncIterator[list[SignalSource]]:
     """Every source the config gives ``target``, with one HTTP client per outside service
-    (Sentry; the target's own endpoints), closed on exit."""
+    (Sentry; the target's own endpoints), closed on exit. With a ``store``, also the outside
+    signals raised against the deployment (``security_alert``), which only the store holds."""
     config = settings.targets[target]
     timeout = httpx.Timeout(settings.watch.probe_timeout.total_seconds())
     sources: list[SignalSource] = []
@@ -46,6 +53,8 @@ async def target_sources(
                 sources.append(LatencySignal(config.latency, app, history))
         if config.database is not None:
             sources.append(DatabaseSignal(config.database, settings.watch.probe_timeout))
+        if store is not None:
+            sources.append(AlertSignal(store, target))
         yield sources
 
 

@@ -186,14 +186,16 @@ class Watch:
             reason=decision.explanation,
             timeout=live_timeout(config),
         )
-        if action.status is not ActionStatus.DONE or plan.to is None:
+        # The action may be an earlier one (this deployment was acted on before a restart):
+        # what it went back to is what serves now, whatever a fresh plan would say.
+        if action.status is not ActionStatus.DONE or action.to is None:
             await self._close(Outcome.ROLLBACK_FAILED, explanation=action.error)
             return
         await self._save(state=WatchState.VERIFYING)
         serving = Deployment(
             target=self.record.target,
-            id=plan.to.id,
-            release=plan.to.release,
+            id=action.to,
+            release=action.to_release,
             deployed_at=action.finished_at or self.ctx.clock.now(),
         )
         await self._verify_and_close(serving)
@@ -310,7 +312,7 @@ async def target_context(
     used (one per outside service, kept across ticks)."""
     timeout = settings.watch.probe_timeout.total_seconds()
     async with (
-        target_sources(settings, target, clock, LatencyHistory()) as sources,
+        target_sources(settings, target, clock, LatencyHistory(), store) as sources,
         httpx.AsyncClient(timeout=timeout) as client,
     ):
         flags = build_flag_switch(settings.flags, client) if settings.flags else None

@@ -13,6 +13,7 @@ import pytest
 from watchdog.errors import StoreError
 from watchdog.model import Decision, Deployment, Reading, Scope, Verdict
 from watchdog.signals.base import Failure, ProbeError
+from watchdog.store.base import RaisedSignal
 from watchdog.store.postgres import postgres_store
 from watchdog.store.records import ActionRecord, ActionStatus, Outcome, WatchRecord, WatchState
 from watchdog.store.sql import SqlStore
@@ -210,3 +211,23 @@ async def test_rolled_back_lists_the_deployments_acted_on(store: SqlStore) -> No
     await store.finish_action(action.id, ActionStatus.FAILED, T0, error="x")
     assert await store.rolled_back("backend") == {"dep-2"}
     assert await store.rolled_back("frontend") == set()
+
+
+async def test_raised_signals_are_kept_per_deployment_oldest_first(store: SqlStore) -> None:
+    later, earlier = T0 + timedelta(minutes=2), T0 + timedelta(minutes=1)
+    await store.raise_signal("backend", "dep-2", "security_alert", "secret in bundle", later)
+    await store.raise_signal("backend", "dep-2", "security_alert", "CVE-2026-0001", earlier)
+    await store.raise_signal("backend", "dep-3", "security_alert", "other deploy", T0)
+    await store.raise_signal("frontend", "dep-2", "security_alert", "other target", T0)
+    assert await store.raised_signals("backend", "dep-2") == [
+        RaisedSignal("backend", "dep-2", "security_alert", "CVE-2026-0001", earlier),
+        RaisedSignal("backend", "dep-2", "security_alert", "secret in bundle", later),
+    ]
+    assert await store.raised_signals("backend", "dep-1") == []
+
+
+async def test_a_signal_may_name_a_deployment_before_it_is_announced(store: SqlStore) -> None:
+    await store.raise_signal("backend", "dep-2", "security_alert", "found early", T0)
+    assert await store.deployment("backend", "dep-2") is None
+    assert await store.save_deployment(DEP)
+    assert [s.detail for s in await store.raised_signals("backend", "dep-2")] == ["found early"]

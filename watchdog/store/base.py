@@ -7,12 +7,25 @@ database driver's own errors never escape an implementation.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from watchdog.model import Decision, Deployment, Reading
 from watchdog.signals.base import ProbeError
 from watchdog.store.records import ActionRecord, ActionStatus, WatchRecord
+
+
+@dataclass(frozen=True)
+class RaisedSignal:
+    """An outside signal raised against a deployment (``POST /api/signals``): ``kind`` is the
+    metric it sets, e.g. ``security_alert``."""
+
+    target: str
+    deployment_id: str
+    kind: str
+    detail: str
+    raised_at: datetime
 
 
 class StateStore(Protocol):
@@ -83,3 +96,11 @@ class StateStore(Protocol):
     async def unfinished_actions(self) -> list[ActionRecord]:
         """Actions still *intended*: a crash came between sending and recording the result;
         each must be reconciled by asking the provider, never by sending again."""
+
+    async def raise_signal(
+        self, target: str, deployment_id: str, kind: str, detail: str, at: datetime
+    ) -> None:
+        """Remember an outside signal against a deployment, announced yet or not."""
+
+    async def raised_signals(self, target: str, deployment_id: str) -> list[RaisedSignal]:
+        """The signals raised against a deployment, oldest first."""

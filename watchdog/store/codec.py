@@ -8,6 +8,7 @@ from typing import Any
 
 from watchdog.model import Decision, Deployment, Reading, Scope, Verdict
 from watchdog.signals.base import Failure, ProbeError
+from watchdog.store.base import RaisedSignal
 from watchdog.store.records import ActionRecord, ActionStatus, Outcome, WatchRecord, WatchState
 
 Row = dict[str, Any]
@@ -237,4 +238,24 @@ def action(row: Row) -> ActionRecord:
         finished_at=ts(row["finished_at"]),
         error=row["error"],
         notes=tuple(json.loads(row["notes"])),
+    )
+
+
+def signal_row(s: RaisedSignal) -> Row:
+    return {
+        "target": s.target,
+        "deployment_id": s.deployment_id,
+        "kind": s.kind,
+        "detail": s.detail,
+        "raised_at": put_ts(s.raised_at),
+    }
+
+
+def signal(row: Row) -> RaisedSignal:
+    return RaisedSignal(
+        target=row["target"],
+        deployment_id=row["deployment_id"],
+        kind=row["kind"],
+        detail=row["detail"],
+        raised_at=_req(row["raised_at"]),
     )

@@ -40,6 +40,12 @@ _COMMON = [
         provider TEXT NOT NULL, to_id TEXT, to_release TEXT, status TEXT NOT NULL,
         started_at {ts} NOT NULL,
         reason TEXT NOT NULL, finished_at {ts}, error TEXT, notes TEXT NOT NULL)""",
+    # Outside signals (a security alert) against a deployment. No foreign key: an alert may
+    # name a deployment before it is announced, and counts once it is watched.
+    """CREATE TABLE signals (
+        target TEXT NOT NULL, deployment_id TEXT NOT NULL, kind TEXT NOT NULL,
+        detail TEXT NOT NULL, raised_at {ts} NOT NULL)""",
+    "CREATE INDEX signals_by_deployment ON signals (target, deployment_id, raised_at)",
 ]
 
 MIGRATIONS = {

@@ -12,6 +12,7 @@ from typing import Protocol
 from watchdog.model import Decision, Deployment, Reading
 from watchdog.signals.base import ProbeError
 from watchdog.store import codec
+from watchdog.store.base import RaisedSignal
 from watchdog.store.codec import Row
 from watchdog.store.records import ActionRecord, ActionStatus, WatchRecord, WatchState
 from watchdog.store.schema import MIGRATIONS
@@ -198,3 +199,17 @@ class SqlStore:
             {"s": str(ActionStatus.INTENDED)},
         )
         return [codec.action(r) for r in rows]
+
+    async def raise_signal(
+        self, target: str, deployment_id: str, kind: str, detail: str, at: datetime
+    ) -> None:
+        row = codec.signal_row(RaisedSignal(target, deployment_id, kind, detail, at))
+        await self._all(_insert("signals", row), row)
+
+    async def raised_signals(self, target: str, deployment_id: str) -> list[RaisedSignal]:
+        rows = await self._all(
+            "SELECT * FROM signals WHERE target = %(t)s AND deployment_id = %(d)s "
+            "ORDER BY raised_at",
+            {"t": target, "d": deployment_id},
+        )
+        return [codec.signal(r) for r in rows]

@@ -27,7 +27,7 @@ from watchdog.api import create_api
 from watchdog.clock import ManualClock
 from watchdog.daemon import Watchdog
 from watchdog.metrics import Metrics
-from watchdog.model import Verdict
+from watchdog.model import Deployment, Verdict
 from watchdog.sandbox import stack, toyapp
 from watchdog.sandbox.deployments import BAD_RELEASE, GOOD_RELEASE
 from watchdog.settings import LoadedConfig, load_config
@@ -552,3 +552,19 @@ async def test_the_openapi_schema_describes_every_endpoint(client: httpx.AsyncCl
     }
     summary = schema["components"]["schemas"]["Summary"]["properties"]
     assert {"verdict", "actions", "verification", "previous_deployment_id"} <= set(summary)
+
+
+async def test_stopping_lets_the_tick_in_flight_finish_and_store_its_decision(
+    daemon: Watchdog, store: SqlStore, sandbox: stack.Stack
+) -> None:
+    sandbox.app.set_faults(toyapp.Faults(added_latency_ms=1500), BAD_RELEASE)  # a slow tick
+    await daemon.start()
+    record = await daemon.announce(Deployment("backend", "dep-2", T0, release=BAD_RELEASE))
+
+    async def ticking() -> bool:  # the tick records its lag as it begins
+        return b"watchdog_tick_lag_seconds_count 1.0" in daemon.metrics.render()
+
+    await until(ticking)
+    assert await store.decisions(record.id) == []  # still reading the slow health checks
+    await daemon.stop()
+    assert len(await store.decisions(record.id)) == 1

@@ -21,7 +21,7 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from tests.providers.helpers import advancing_sleep
+from tests.providers.helpers import advancing_sleep, refused_url
 from tests.test_watch import DEPLOY, T0, TICK, run_out, traffic_for
 from watchdog.api import create_api
 from watchdog.clock import ManualClock
@@ -568,3 +568,27 @@ async def test_stopping_lets_the_tick_in_flight_finish_and_store_its_decision(
     assert await store.decisions(record.id) == []  # still reading the slow health checks
     await daemon.stop()
     assert len(await store.decisions(record.id)) == 1
+
+
+async def test_probe_errors_are_counted_by_source_and_failure(
+    tmp_path: Path, store: SqlStore, sandbox: stack.Stack, clock: ManualClock
+) -> None:
+    text = (
+        sandbox.config(tmp_path, interval="15s", window="2m").replace(
+            sandbox.urls["sentry"], refused_url()
+        )
+        + WITH_TOKEN
+    )
+    (tmp_path / "blind.yaml").write_text(text)
+    async with running(load_config(tmp_path / "blind.yaml"), store, clock) as daemon:
+        await daemon.start()
+        clock.advance(timedelta(minutes=1))  # past the deploy, so Sentry is asked
+        await daemon.announce(Deployment("backend", "dep-2", T0, release=BAD_RELEASE))
+
+        async def counted() -> bool:
+            return (
+                b'watchdog_probe_errors_total{failure="unreachable",source="sentry"}'
+                in daemon.metrics.render()
+            )
+
+        await until(counted)

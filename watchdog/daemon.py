@@ -24,6 +24,7 @@ from watchdog.metrics import Metrics
 from watchdog.model import Deployment
 from watchdog.providers.registry import live_timeout
 from watchdog.settings import LoadedConfig
+from watchdog.signals.base import ProbeError
 from watchdog.store.base import RaisedSignal, StateStore
 from watchdog.store.records import WatchRecord
 from watchdog.summary import watch_summary
@@ -84,11 +85,16 @@ class Watchdog:
 
     async def _open_contexts(self, config: LoadedConfig) -> None:
         for target in config.settings.targets:
-            self._contexts[target] = await self._stack.enter_async_context(
+            context = await self._stack.enter_async_context(
                 target_context(
                     config.settings, config.rules, self.store, self._clock, target, self._sleep
                 )
             )
+            context.on_probe_error = self._count_probe_error
+            self._contexts[target] = context
+
+    def _count_probe_error(self, error: ProbeError) -> None:
+        self.metrics.probe_errors.labels(error.source, str(error.failure)).inc()
 
     async def stop(self, grace: float = 8.0) -> None:
         """Stop scheduling, let the ticks in flight finish (each persists as it goes)."""

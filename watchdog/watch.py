@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -32,7 +32,7 @@ from watchdog.rules.engine import decide
 from watchdog.rules.schema import RuleSet
 from watchdog.settings import Settings
 from watchdog.signals import database
-from watchdog.signals.base import SignalSource, SourceHealth, read_all
+from watchdog.signals.base import ProbeError, SignalSource, SourceHealth, read_all
 from watchdog.signals.latency import LatencyHistory
 from watchdog.store.base import StateStore
 from watchdog.store.records import ActionStatus, Outcome, WatchRecord, WatchState
@@ -64,6 +64,7 @@ class Context:
     flags: FlagSwitch | None = None
     health: SourceHealth | None = None
     sleep: Sleep = asyncio.sleep  # verification waits with it; tests move their clock instead
+    on_probe_error: Callable[[ProbeError], None] | None = None  # the daemon counts them
 
 
 class Watch:
@@ -129,6 +130,9 @@ class Watch:
             self.ctx.sources, self.deployment, now, settings.watch.probe_timeout, self.ctx.health
         )
         await self.ctx.store.add_readings(self.record.id, probe.readings, probe.errors, now)
+        if self.ctx.on_probe_error is not None:
+            for error in probe.errors:
+                self.ctx.on_probe_error(error)
         readings = await self.ctx.store.readings(self.record.id)
         decision = decide(self.ctx.rules, self.deployment, readings, now, self.record.interval)
         await self.ctx.store.add_decision(self.record.id, decision)

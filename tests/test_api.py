@@ -23,17 +23,19 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from tests.providers.helpers import advancing_sleep, refused_url
 from tests.test_watch import DEPLOY, T0, TICK, run_out, traffic_for
+from watchdog.actions import ActionRunner
 from watchdog.api import create_api
 from watchdog.clock import ManualClock
 from watchdog.daemon import Watchdog
 from watchdog.metrics import Metrics
 from watchdog.model import Deployment, Verdict
+from watchdog.providers.registry import build_provider
 from watchdog.sandbox import stack, toyapp
 from watchdog.sandbox.deployments import BAD_RELEASE, GOOD_RELEASE
 from watchdog.settings import LoadedConfig, load_config
 from watchdog.signals.alerts import AlertSignal
 from watchdog.signals.base import Failure
-from watchdog.store.records import Outcome
+from watchdog.store.records import ActionStatus, Outcome
 from watchdog.store.sql import SqlStore
 from watchdog.store.sqlite import sqlite_store
 from watchdog.watch import Watch, target_context
@@ -592,3 +594,35 @@ async def test_probe_errors_are_counted_by_source_and_failure(
             )
 
         await until(counted)
+
+
+async def test_discovery_watches_new_deploys_but_not_its_own_rollbacks(
+    tmp_path: Path, store: SqlStore, sandbox: stack.Stack, clock: ManualClock
+) -> None:
+    text = sandbox.config(tmp_path).replace("window: 30s}", "window: 30s, discover: null}")
+    (tmp_path / "discover.yaml").write_text(text + WITH_TOKEN)
+    async with running(load_config(tmp_path / "discover.yaml"), store, clock) as daemon:
+        await daemon.start()
+        await daemon.discover("backend")  # the first look only notes what is live
+        assert await store.open_watches() == []
+        clock.advance(timedelta(minutes=1))
+        new = sandbox.backend.deploy("c" * 40)  # someone deploys; live at once
+        await daemon.discover("backend")
+        (watch,) = await store.open_watches()
+        assert (watch.deployment_id, watch.target) == (new.id, "backend")
+        deployment = await store.deployment("backend", new.id)
+        assert deployment is not None
+        assert (deployment.release, deployment.previous_id) == ("c" * 40, "dep-2")
+        # This watchdog rolls it back: Render redeploys the earlier release as a new deploy,
+        # which is not a deploy to watch.
+        provider = daemon.config.settings.targets["backend"].provider
+        runner = ActionRunner(store, clock)
+        async with httpx.AsyncClient() as http:
+            render = build_provider(provider, http, clock)
+            plan = await runner.plan(render, "backend", new.id)
+            done = await runner.rollback(
+                render, plan, watch_id=watch.id, reason="r", timeout=timedelta(minutes=1)
+            )
+        assert done.status is ActionStatus.DONE
+        await daemon.discover("backend")
+        assert [w.deployment_id for w in await store.open_watches()] == [new.id]

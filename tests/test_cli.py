@@ -161,7 +161,7 @@ def test_config_check_passes_the_shipped_example_and_prints_thresholds(
         "Wilson",
     ]
     assert (
-        "warning: config/watchdog.example.yaml:18: sentry.token: environment variable "
+        "warning: config/watchdog.example.yaml:19: sentry.token: environment variable "
         "SENTRY_AUTH_TOKEN is not set" in done.stderr
     )
 

@@ -22,6 +22,7 @@ from watchdog.clock import Clock
 from watchdog.errors import ConfigError, WatchdogError
 from watchdog.metrics import Metrics
 from watchdog.model import Deployment
+from watchdog.providers.base import ProviderDeployment
 from watchdog.providers.registry import live_timeout
 from watchdog.settings import LoadedConfig
 from watchdog.signals.base import ProbeError
@@ -59,6 +60,8 @@ class Watchdog:
         self._watches: dict[str, Watch] = {}
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._seen: dict[str, ProviderDeployment] = {}
+        self._discovery_failing: set[str] = set()
         self.ready = False
 
     async def start(self) -> None:
@@ -79,6 +82,20 @@ class Watchdog:
         for record in await self.store.open_watches():
             if record.target in self._contexts:
                 self._schedule(await Watch.resume(self._contexts[record.target], record))
+        every = self.config.settings.watch.discover
+        if every is not None:
+            for target in self._contexts:
+                self._scheduler.add_job(
+                    self.discover,
+                    "interval",
+                    seconds=every.total_seconds(),
+                    args=[target],
+                    id=f"discover:{target}",
+                    max_instances=1,
+                    coalesce=True,
+                    misfire_grace_time=max(1, round(every.total_seconds())),
+                    next_run_time=datetime.now(UTC),
+                )
         self._scheduler.start()
         self.ready = True
         log.info("daemon.started", watches=len(self._watches), targets=len(self._contexts))
@@ -114,6 +131,40 @@ class Watchdog:
         self.config = config
         self.metrics.reloads.labels("ok").inc()
         log.info("config.reloaded", targets=len(config.settings.targets))
+
+    async def discover(self, target: str) -> None:
+        """Watch a new production deployment of ``target`` when the provider shows one. The
+        first look only notes what is live. Not new: a deployment older than the last one seen
+        (Vercel's instant rollback goes back to one), or one serving a release this watchdog
+        rolled back to (Render and Railway redeploy it as a new deployment)."""
+        provider = self._contexts[target].provider
+        try:
+            live = await provider.live()
+        except WatchdogError as exc:
+            if target not in self._discovery_failing:
+                self._discovery_failing.add(target)
+                log.warning("discovery.failing", target=target, error=str(exc))
+            return
+        if target in self._discovery_failing:
+            self._discovery_failing.discard(target)
+            log.info("discovery.recovered", target=target)
+        seen = self._seen.get(target)
+        self._seen[target] = live if seen is None or live.created_at >= seen.created_at else seen
+        if seen is None or live.id == seen.id or live.created_at < seen.created_at:
+            return
+        if live.release is not None and live.release in await self.store.rolled_back_to(target):
+            return
+        log.info("deploy.discovered", target=target, deployment=live.id)
+        await self.announce(
+            Deployment(
+                target=target,
+                id=live.id,
+                deployed_at=live.created_at,
+                release=live.release,
+                previous_id=seen.id,
+                previous_release=seen.release,
+            )
+        )
 
     def _schedule(self, watch: Watch) -> None:
         self._watches[watch.record.id] = watch

@@ -98,6 +98,11 @@ class WebhooksConfig(Model):
 class WatchConfig(Model):
     window: Duration = Field(default=timedelta(minutes=10), description="how long to watch")
     interval: Duration = Field(default=timedelta(seconds=15), description="time between ticks")
+    discover: Duration | None = Field(
+        default=timedelta(seconds=30),
+        description="how often the daemon asks each target's provider for a new production "
+        "deployment to watch; null: only deploys announced through the API are watched",
+    )
     timeout: Duration | None = Field(
         default=None,
         description="limit on each probe of a tick; default two thirds of the interval, "

@@ -231,3 +231,10 @@ async def test_a_signal_may_name_a_deployment_before_it_is_announced(store: SqlS
     assert await store.deployment("backend", "dep-2") is None
     assert await store.save_deployment(DEP)
     assert [s.detail for s in await store.raised_signals("backend", "dep-2")] == ["found early"]
+
+
+async def test_rolled_back_to_lists_the_releases_gone_back_to(store: SqlStore) -> None:
+    action = await store.begin_action(rollback_action(to_release="good-sha"))
+    assert await store.rolled_back_to("backend") == set()  # not done yet
+    await store.finish_action(action.id, ActionStatus.DONE, T0)
+    assert await store.rolled_back_to("backend") == {"good-sha"}

@@ -93,6 +93,9 @@ class StateStore(Protocol):
         """Deployments of ``target`` a rollback was ever attempted from: known bad, so never a
         deployment to go back to."""
 
+    async def rolled_back_to(self, target: str) -> set[str]:
+        """Releases of ``target`` a rollback by this watchdog went back to."""
+
     async def unfinished_actions(self) -> list[ActionRecord]:
         """Actions still *intended*: a crash came between sending and recording the result;
         each must be reconciled by asking the provider, never by sending again."""

@@ -193,6 +193,14 @@ class SqlStore:
         )
         return {row["deployment_id"] for row in rows}
 
+    async def rolled_back_to(self, target: str) -> set[str]:
+        rows = await self._all(
+            "SELECT to_release FROM actions WHERE target = %(t)s AND kind = 'rollback' "
+            "AND status = 'done' AND to_release IS NOT NULL",
+            {"t": target},
+        )
+        return {row["to_release"] for row in rows}
+
     async def unfinished_actions(self) -> list[ActionRecord]:
         rows = await self._all(
             "SELECT * FROM actions WHERE status = %(s)s ORDER BY started_at",

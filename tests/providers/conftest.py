@@ -3,12 +3,13 @@ and retries without waiting."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 import stamina
 
-from tests.providers.helpers import DELAY, T0
+from tests.providers.helpers import DELAY, T0, recorder
 from watchdog.clock import ManualClock
 from watchdog.sandbox.deployments import DeploymentHistory, good_then_bad
 from watchdog.sandbox.faults import Faults
@@ -40,3 +41,15 @@ def history(clock: ManualClock, served: list[str]) -> DeploymentHistory:
 @pytest.fixture
 def faults() -> Faults:
     return Faults()
+
+
+@pytest.fixture
+def sent() -> list[httpx.Request]:
+    """Every request the ``client`` fixture sends."""
+    return []
+
+
+@pytest.fixture
+async def client(sent: list[httpx.Request]) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=5, event_hooks=recorder(sent)) as client:
+        yield client

@@ -4,12 +4,16 @@ connections, and the check that a token shows up nowhere."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 
 from watchdog.clock import ManualClock
+from watchdog.sandbox.faults import Faults
+from watchdog.sandbox.server import serve
 
 T0 = datetime(2026, 1, 28, 12, 0, tzinfo=UTC)
 DELAY = timedelta(seconds=20)
@@ -67,3 +71,14 @@ def _texts(thing: object) -> Iterable[str]:
             pending += list(current)
         elif isinstance(current, dict):
             pending += list(current.values())
+
+
+@contextmanager
+def served(app: Any, faults: Faults) -> Iterator[str]:
+    """A stand-in on loopback; on the way out its faults are cleared, which lets a stalled
+    request finish so the server can stop."""
+    with serve(app) as url:
+        try:
+            yield url
+        finally:
+            faults.clear()

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +16,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.providers.helpers import T0, advancing_sleep
+from tests.providers.helpers import T0, advancing_sleep, served
 from watchdog.actions import ActionRunner
 from watchdog.clock import ManualClock
 from watchdog.providers.base import ProviderDeployment, RollbackProvider
@@ -28,7 +28,6 @@ from watchdog.providers.vercel import VercelRollback
 from watchdog.sandbox import railway, render, vercel
 from watchdog.sandbox.deployments import Cause, DeploymentHistory, GoLive
 from watchdog.sandbox.faults import Faults
-from watchdog.sandbox.server import serve
 from watchdog.secrets import Secret
 from watchdog.settings import (
     GitProvider,
@@ -127,22 +126,13 @@ KINDS: dict[str, tuple[Callable[..., object], Callable[..., RollbackProvider], s
 }
 
 
-@contextmanager
-def _served(app: object, faults: Faults) -> Iterator[str]:
-    with serve(app) as url:
-        try:
-            yield url
-        finally:
-            faults.clear()
-
-
 @asynccontextmanager
 async def serving(
     kind: str, history: DeploymentHistory, clock: ManualClock, faults: Faults
 ) -> AsyncIterator[HttpRig]:
     make_app, make_provider, mutation = KINDS[kind]
     async with AsyncExitStack() as stack:
-        url = stack.enter_context(_served(make_app(history, clock, faults), faults))
+        url = stack.enter_context(served(make_app(history, clock, faults), faults))
         client = await stack.enter_async_context(httpx.AsyncClient(timeout=0.5))
         yield HttpRig(
             make_provider(url, client, clock),

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.providers.helpers import DELAY, T0, advancing_sleep, refused_url
+from tests.providers.helpers import DELAY, T0, advancing_sleep, refused_url, served
 from watchdog.clock import ManualClock
 from watchdog.configfile import EnvRef
 from watchdog.errors import ConfigError, RollbackError
@@ -18,7 +18,6 @@ from watchdog.providers.railway import POLL, RailwayRollback
 from watchdog.sandbox import railway
 from watchdog.sandbox.deployments import BAD_RELEASE, GOOD_RELEASE, DeploymentHistory, GoLive
 from watchdog.sandbox.faults import Faults
-from watchdog.sandbox.server import serve
 from watchdog.secrets import Secret
 from watchdog.settings import RailwayProvider
 
@@ -41,17 +40,8 @@ def url(history: DeploymentHistory, clock: ManualClock, faults: Faults) -> Itera
         clock=clock,
         faults=faults,
     )
-    with serve(app) as base_url:
-        try:
-            yield base_url
-        finally:
-            faults.clear()
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10) as c:
-        yield c
+    with served(app, faults) as base_url:
+        yield base_url
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -15,8 +15,8 @@ from tests.providers.helpers import (
     T0,
     advancing_sleep,
     assert_secret_free,
-    recorder,
     refused_url,
+    served,
 )
 from watchdog.clock import ManualClock
 from watchdog.errors import ConfigError, RollbackError
@@ -41,22 +41,8 @@ def standin(history: DeploymentHistory, clock: ManualClock, faults: Faults | Non
 
 @pytest.fixture
 def base_url(history: DeploymentHistory, clock: ManualClock, faults: Faults) -> Iterator[str]:
-    with serve(standin(history, clock, faults)) as url:
-        try:
-            yield url
-        finally:
-            faults.clear()  # lets a stalled request finish so the server can stop
-
-
-@pytest.fixture
-def sent() -> list[httpx.Request]:
-    return []
-
-
-@pytest.fixture
-async def client(sent: list[httpx.Request]) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5, event_hooks=recorder(sent)) as client:
-        yield client
+    with served(standin(history, clock, faults), faults) as url:
+        yield url
 
 
 @pytest.fixture

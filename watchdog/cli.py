@@ -27,7 +27,7 @@ from watchdog.readings import parse_time
 from watchdog.rollback import Outcome, manual_rollback
 from watchdog.run import run
 from watchdog.settings import DEFAULT_CONFIG, LoadedConfig, Settings, load_config, load_rules
-from watchdog.store import open_store
+from watchdog.store import opened
 from watchdog.store.records import ActionRecord, ActionStatus
 from watchdog.summary import action_json, verification_json, watch_summary
 from watchdog.verify import Verification, verify
@@ -138,9 +138,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     settings = _settings_for(args, all_targets=True)
 
     async def run() -> Outcome:
-        store = open_store(settings.state.url.reveal())
-        await store.migrate()
-        try:
+        async with opened(settings.state.url.reveal()) as store:
             return await manual_rollback(
                 settings,
                 args.target,
@@ -151,8 +149,6 @@ def cmd_rollback(args: argparse.Namespace) -> int:
                 dry_run=args.dry_run or settings.dry_run,
                 confirm=_confirm_on_terminal(args.yes),
             )
-        finally:
-            await store.close()
 
     outcome = asyncio.run(run())
     _print_summary(outcome.summary, args.json)
@@ -182,11 +178,11 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     if verification:
         print(f"  verification: {'passed' if verification['passed'] else 'FAILED'}")
         for check in verification["checks"]:
-            mark = "ok " if check["passed"] else "BAD"
-            print(
-                f"    {mark} {check['name']}"
-                + (f": {check['detail']}" if check.get("detail") else "")
-            )
+            print("    " + _check_line(check["name"], check["passed"], check.get("detail", "")))
+
+
+def _check_line(name: str, passed: bool, detail: str) -> str:
+    return f"{'ok ' if passed else 'BAD'} {name}" + (f": {detail}" if detail else "")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -208,8 +204,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(json.dumps(verification_json(result), indent=2))
     else:
         for check in result.checks:
-            mark = "ok " if check.passed else "BAD"
-            print(f"{mark} {check.name}" + (f": {check.detail}" if check.detail else ""))
+            print(_check_line(check.name, check.passed, check.detail))
         print("verification " + ("passed" if result.passed else "FAILED"))
     return EXIT_OK if result.passed else EXIT_TROUBLE
 
@@ -226,21 +221,19 @@ def cmd_flags(args: argparse.Namespace) -> int:
     clock = SystemClock()
 
     async def run() -> ActionRecord:
-        store = open_store(settings.state.url.reveal())
-        await store.migrate()
-        try:
-            async with httpx.AsyncClient(timeout=settings.watch.probe_timeout.total_seconds()) as c:
-                return await ActionRunner(store, clock).flag(
-                    build_flag_switch(flags, c),
-                    args.key,
-                    enable=enable,
-                    reason=args.reason,
-                    target=args.target or "flags",
-                    deployment_id=f"manual-{clock.now():%Y%m%dT%H%M%S.%fZ}",
-                    watch_id=None,
-                )
-        finally:
-            await store.close()
+        async with (
+            opened(settings.state.url.reveal()) as store,
+            httpx.AsyncClient(timeout=settings.watch.probe_timeout.total_seconds()) as c,
+        ):
+            return await ActionRunner(store, clock).flag(
+                build_flag_switch(flags, c),
+                args.key,
+                enable=enable,
+                reason=args.reason,
+                target=args.target or "flags",
+                deployment_id=f"manual-{clock.now():%Y%m%dT%H%M%S.%fZ}",
+                watch_id=None,
+            )
 
     record = asyncio.run(run())
     if args.json:
@@ -269,37 +262,33 @@ def cmd_watch(args: argparse.Namespace) -> int:
         )
 
     async def run() -> dict[str, Any]:
-        store = open_store(settings.state.url.reveal())
-        await store.migrate()
-        try:
-            async with target_context(settings, loaded.rules, store, clock, args.target) as ctx:
-                deployment = await _deployment_to_watch(args, ctx, clock)
-                watch = await Watch.start(
-                    ctx,
-                    deployment,
-                    window=window,
-                    interval=interval,
-                    dry_run=args.dry_run or settings.dry_run,
-                )
-                ticks = 0
-                while not watch.closed:
-                    decision = await watch.tick()
-                    ticks += 1
-                    if decision is not None and not args.json:
-                        left = format_elapsed(
-                            max(timedelta(0), watch.record.closes_at - decision.at)
-                        )
-                        print(
-                            f"{decision.at:%H:%M:%S}  {decision.verdict!s:<13} "
-                            f"{decision.explanation}  ({left} left)",
-                            flush=True,
-                        )
-                    if not watch.closed:
-                        due = watch.record.started_at + ticks * interval
-                        await asyncio.sleep(max(0.0, (due - clock.now()).total_seconds()))
-                return await watch_summary(store, settings, watch.record)
-        finally:
-            await store.close()
+        async with (
+            opened(settings.state.url.reveal()) as store,
+            target_context(settings, loaded.rules, store, clock, args.target) as ctx,
+        ):
+            deployment = await _deployment_to_watch(args, ctx, clock)
+            watch = await Watch.start(
+                ctx,
+                deployment,
+                window=window,
+                interval=interval,
+                dry_run=args.dry_run or settings.dry_run,
+            )
+            ticks = 0
+            while not watch.closed:
+                decision = await watch.tick()
+                ticks += 1
+                if decision is not None and not args.json:
+                    left = format_elapsed(max(timedelta(0), watch.record.closes_at - decision.at))
+                    print(
+                        f"{decision.at:%H:%M:%S}  {decision.verdict!s:<13} "
+                        f"{decision.explanation}  ({left} left)",
+                        flush=True,
+                    )
+                if not watch.closed:
+                    due = watch.record.started_at + ticks * interval
+                    await asyncio.sleep(max(0.0, (due - clock.now()).total_seconds()))
+            return await watch_summary(store, settings, watch.record)
 
     summary = asyncio.run(run())
     _print_summary(summary, args.json)
@@ -334,15 +323,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings_for(args)
 
     async def read() -> list[dict[str, Any]]:
-        store = open_store(settings.state.url.reveal())
-        await store.migrate()
-        try:
+        async with opened(settings.state.url.reveal()) as store:
             return [
                 {"id": record.id, **await watch_summary(store, settings, record)}
                 for record in await store.recent_watches(args.limit)
             ]
-        finally:
-            await store.close()
 
     watches = asyncio.run(read())
     if args.json:

@@ -4,6 +4,8 @@
 default (one replica), ``postgres.py`` the one for production and several replicas.
 """
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from watchdog.errors import ConfigError
@@ -22,3 +24,14 @@ def open_store(url: str) -> SqlStore:
     raise ConfigError(
         f"state.url: expected sqlite:///PATH or postgresql://…, found {url.split(':', 1)[0]}:…"
     )
+
+
+@asynccontextmanager
+async def opened(url: str) -> AsyncIterator[SqlStore]:
+    """The store ``url`` names, migrated, and closed on the way out."""
+    store = open_store(url)
+    try:
+        await store.migrate()
+        yield store
+    finally:
+        await store.close()

@@ -26,7 +26,14 @@ from watchdog.providers.registry import build_flag_switch, build_provider
 from watchdog.readings import parse_time
 from watchdog.rollback import Outcome, manual_rollback
 from watchdog.run import run
-from watchdog.settings import DEFAULT_CONFIG, LoadedConfig, Settings, load_config, load_rules
+from watchdog.settings import (
+    DEFAULT_CONFIG,
+    LoadedConfig,
+    SentryConfig,
+    Settings,
+    load_config,
+    load_rules,
+)
 from watchdog.store import opened
 from watchdog.store.records import ActionRecord, ActionStatus
 from watchdog.summary import action_json, verification_json, watch_summary
@@ -77,15 +84,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _lookback_start(settings: Settings, now: datetime) -> datetime:
+    """A deploy time for a one-off look: far enough back that Sentry's whole lookback
+    counts."""
+    lookback = SentryConfig.model_fields["lookback"].default
+    return now - (settings.sentry.lookback if settings.sentry else lookback)
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     settings = _settings_for(args)
     clock = SystemClock()
     now = clock.now()
-    lookback = settings.sentry.lookback if settings.sentry else timedelta(minutes=2)
     deployment = Deployment(
         target=args.target,
         id=args.deployment or "(probe)",
-        deployed_at=args.deployed_at or now - lookback,
+        deployed_at=args.deployed_at or _lookback_start(settings, now),
         release=args.release,
         previous_release=args.previous_release,
         migration_version=args.migration_version,
@@ -195,8 +208,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
             live = await build_provider(
                 settings.targets[args.target].provider, client, clock
             ).live()
-        lookback = settings.sentry.lookback if settings.sentry else timedelta(minutes=2)
-        serving = Deployment(args.target, live.id, clock.now() - lookback, release=live.release)
+        serving = Deployment(
+            args.target, live.id, _lookback_start(settings, clock.now()), release=live.release
+        )
         return await verify(settings, serving, clock)
 
     result = asyncio.run(run())

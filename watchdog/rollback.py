@@ -6,7 +6,7 @@ known-good deployment, verify, and time each step against the runbook's targets.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +15,7 @@ import httpx
 from watchdog.actions import ActionRunner, Plan
 from watchdog.clock import Clock
 from watchdog.model import Deployment
+from watchdog.providers.base import RollbackProvider
 from watchdog.providers.registry import (
     TARGET_SECONDS,
     build_flag_switch,
@@ -47,16 +48,27 @@ class _Run:
     client: httpx.AsyncClient
     reason: str
 
+    providers: dict[str, RollbackProvider] = field(default_factory=dict)
+
+    def provider(self, target: str) -> RollbackProvider:
+        """One provider per target for the whole run (planning and acting share it)."""
+        if target not in self.providers:
+            config = self.settings.targets[target].provider
+            self.providers[target] = build_provider(config, self.client, self.clock)
+        return self.providers[target]
+
     async def plan(self, target: str, to: str | None) -> tuple[str, Plan]:
-        provider = build_provider(self.settings.targets[target].provider, self.client, self.clock)
-        plan = await self.runner.plan(provider, target, None, to)
+        plan = await self.runner.plan(self.provider(target), target, None, to)
         return plan.deployment_id, plan
 
     async def act(self, target: str, plan: Plan) -> ActionRecord:
         config = self.settings.targets[target].provider
-        provider = build_provider(config, self.client, self.clock)
         return await self.runner.rollback(
-            provider, plan, watch_id=None, reason=self.reason, timeout=live_timeout(config)
+            self.provider(target),
+            plan,
+            watch_id=None,
+            reason=self.reason,
+            timeout=live_timeout(config),
         )
 
     async def verify(self, target: str, plan: Plan, action: ActionRecord) -> Verification:

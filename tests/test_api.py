@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import json
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -21,6 +23,7 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from tests.conftest import Runner
 from tests.providers.helpers import advancing_sleep, refused_url
 from tests.test_watch import DEPLOY, T0, TICK, run_out, traffic_for
 from watchdog.actions import ActionRunner
@@ -626,3 +629,40 @@ async def test_discovery_watches_new_deploys_but_not_its_own_rollbacks(
         assert done.status is ActionStatus.DONE
         await daemon.discover("backend")
         assert [w.deployment_id for w in await store.open_watches()] == [new.id]
+
+
+async def test_a_failing_store_is_a_plain_retryable_503(
+    api: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    # A real failure: the tables vanish under the running daemon.
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        db.execute("PRAGMA foreign_keys=OFF")
+        db.executescript("DROP TABLE readings; DROP TABLE probe_errors; DROP TABLE decisions;")
+        db.executescript("DROP TABLE actions; DROP TABLE watches;")
+    listed = await api.get("/api/watches")
+    announced = await api.post("/api/deploys", json=BODY, headers=AUTH)
+    for response in (listed, announced):
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "5"
+        assert response.json() == {"detail": "the state store is unavailable; try again"}
+        assert str(tmp_path) not in response.text
+
+
+async def test_status_asks_a_running_daemon(
+    api: httpx.AsyncClient, store: SqlStore, run_watchdog: Runner
+) -> None:
+    await announce(api, store)
+    url = str(api.base_url)
+    as_json = await asyncio.to_thread(run_watchdog, "status", "--api", url, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == (await api.get("/api/watches")).json()
+    plain = await asyncio.to_thread(run_watchdog, "status", "--api", url)
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.split()[1:4] == ["backend", "dep-2", "observing"]
+
+
+def test_status_says_when_the_daemon_does_not_answer(run_watchdog: Runner) -> None:
+    url = refused_url()
+    done = run_watchdog("status", "--api", url)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"watchdog: --api {url}: the daemon did not answer")

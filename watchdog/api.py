@@ -14,15 +14,16 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import structlog
-from fastapi import Depends, FastAPI, HTTPException, Query, Response, status
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from watchdog.clock import Clock, SystemClock
 from watchdog.daemon import UnknownWatch, Watchdog
-from watchdog.errors import ConfigError
+from watchdog.errors import ConfigError, StoreError
 from watchdog.model import Deployment
 
 log = structlog.get_logger("watchdog.api")
@@ -223,7 +224,9 @@ def create_api(daemon: Watchdog, *, clock: Clock | None = None) -> FastAPI:
 
     reads = [Depends(ready)]
     writes = [Depends(authorized), Depends(ready)]
-    not_ready: _Responses = {503: {"description": "the daemon is starting or stopping"}}
+    not_ready: _Responses = {
+        503: {"description": "the daemon is starting or stopping, or its store is down"}
+    }
     unauthorized: _Responses = {**not_ready, 401: {"description": "no or wrong bearer token"}}
     missing: _Responses = {404: {"description": "no such watch"}}
     app = FastAPI(
@@ -231,6 +234,17 @@ def create_api(daemon: Watchdog, *, clock: Clock | None = None) -> FastAPI:
         summary="Watches every deploy and rolls it back when the runbook says so.",
         version="1",
     )
+
+    @app.exception_handler(StoreError)
+    async def store_failed(request: Request, exc: StoreError) -> JSONResponse:
+        # The store is down, not the request wrong: a retryable 503 that names no database
+        # (the log has the store's own, secret-free, message).
+        log.error("api.store_failed", path=request.url.path, error=str(exc))
+        return JSONResponse(
+            {"detail": "the state store is unavailable; try again"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
 
     @app.get("/healthz", tags=["probes"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

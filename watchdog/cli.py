@@ -20,7 +20,7 @@ from watchdog import evaluate as evaluate_cmd
 from watchdog.actions import ActionRunner, Plan
 from watchdog.clock import SystemClock
 from watchdog.durations import format_duration, format_elapsed, parse_duration
-from watchdog.errors import ConfigError
+from watchdog.errors import ConfigError, WatchdogError
 from watchdog.model import Deployment
 from watchdog.providers.registry import build_flag_switch, build_provider
 from watchdog.readings import parse_time
@@ -333,17 +333,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    settings = _settings_for(args)
+def _watches_from_api(url: str, limit: int) -> list[dict[str, Any]]:
+    """What a running daemon says (GET /api/watches): the store as the daemon sees it, with
+    no need for the store's credentials here."""
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/api/watches", params={"limit": limit})
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise WatchdogError(f"--api {url}: the daemon did not answer: {exc}") from exc
+    watches: list[dict[str, Any]] = response.json()
+    return watches
 
+
+def cmd_status(args: argparse.Namespace) -> int:
     async def read() -> list[dict[str, Any]]:
+        settings = _settings_for(args)
         async with opened(settings.state.url.reveal()) as store:
             return [
                 {"id": record.id, **await watch_summary(store, settings, record)}
                 for record in await store.recent_watches(args.limit)
             ]
 
-    watches = asyncio.run(read())
+    watches = _watches_from_api(args.api, args.limit) if args.api else asyncio.run(read())
     if args.json:
         print(json.dumps(watches, indent=2))
         return EXIT_OK
@@ -454,10 +465,16 @@ def build_parser() -> argparse.ArgumentParser:
         "status",
         parents=[common],
         help="recent watches and how they ended",
-        description="The most recent watches from the state store: target, deployment, "
-        "verdict (or state while open) and the rule that decided.",
+        description="The most recent watches from the state store, or from a running "
+        "daemon with --api: target, deployment, verdict (or state while open) and the rule "
+        "that decided.",
     )
     st.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    st.add_argument(
+        "--api",
+        metavar="URL",
+        help="ask the daemon serving this URL (e.g. http://127.0.0.1:8080) instead of the store",
+    )
     st.set_defaults(func=cmd_status)
 
     wa = verbs.add_parser(
@@ -559,6 +576,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"watchdog: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    except WatchdogError as exc:
+        print(f"watchdog: {exc}", file=sys.stderr)
+        return EXIT_TROUBLE
     except KeyboardInterrupt:
         return 130
 

@@ -30,13 +30,17 @@ async def target_sources(
     settings: Settings,
     target: str,
     clock: Clock,
-    history: LatencyHistory,
+    history: LatencyHistory | None = None,
     store: StateStore | None = None,
 ) -> AsyncIterator[list[SignalSource]]:
     """Every source the config gives ``target``, with one HTTP client per outside service
     (Sentry; the target's own endpoints), closed on exit. With a ``store``, also the outside
-    signals raised against the deployment (``security_alert``), which only the store holds."""
+    signals raised against the deployment (``security_alert``), which only the store holds,
+    and a latency probe history kept there, so a restart does not lose the baseline. Without
+    a ``history``, one is made (in the store when there is one)."""
     config = settings.targets[target]
+    if history is None:
+        history = LatencyHistory(store=store, target=target)
     timeout = httpx.Timeout(settings.watch.probe_timeout.total_seconds())
     sources: list[SignalSource] = []
     async with AsyncExitStack() as stack:
@@ -60,7 +64,7 @@ async def target_sources(
 
 async def probe(settings: Settings, deployment: Deployment, at: datetime, clock: Clock) -> Probe:
     """Read every signal of the deployment's target once."""
-    async with target_sources(settings, deployment.target, clock, LatencyHistory()) as sources:
+    async with target_sources(settings, deployment.target, clock) as sources:
         return await read_all(sources, deployment, at, settings.watch.probe_timeout)
 
 

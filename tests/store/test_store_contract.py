@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,9 +14,18 @@ import pytest
 from watchdog.errors import StoreError
 from watchdog.model import Decision, Deployment, Reading, Scope, Verdict
 from watchdog.signals.base import Failure, ProbeError
-from watchdog.store.base import RaisedSignal
+from watchdog.store.base import LeaseLost, RaisedSignal
 from watchdog.store.postgres import postgres_store
-from watchdog.store.records import ActionRecord, ActionStatus, Outcome, WatchRecord, WatchState
+from watchdog.store.records import (
+    ActionRecord,
+    ActionStatus,
+    Lease,
+    NotificationRecord,
+    NotificationStatus,
+    Outcome,
+    WatchRecord,
+    WatchState,
+)
 from watchdog.store.sql import SqlStore
 from watchdog.store.sqlite import sqlite_store
 
@@ -32,13 +42,30 @@ DEP = Deployment(
 )
 
 
+Opener = Callable[[], SqlStore]
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    """Opens a new store on the test's one database, as another replica (or process) would."""
     if request.param == "sqlite":
-        made = sqlite_store(tmp_path / "state.db")
-    else:
-        made = postgres_store(request.getfixturevalue("pg_dsn"))
+        return lambda: sqlite_store(tmp_path / "state.db")
+    dsn = request.getfixturevalue("pg_dsn")
+    return lambda: postgres_store(dsn)
+
+
+@pytest.fixture
+async def store(open_store: Opener) -> AsyncIterator[SqlStore]:
+    made = open_store()
     await made.migrate()
+    yield made
+    await made.close()
+
+
+@pytest.fixture
+async def replica(store: SqlStore, open_store: Opener) -> AsyncIterator[SqlStore]:
+    """A second store on the same database as ``store``, with its own connection(s)."""
+    made = open_store()
     yield made
     await made.close()
 
@@ -120,8 +147,14 @@ async def test_a_watch_round_trips_every_field(store: SqlStore) -> None:
         baseline={"appointments": 1000, "contacts": 400},
         verification=(("health api", True, ""), ("error rate", False, "1.2 % over 3,000")),
         explanation="error_rate 2 % → rollback, immediate",
+        incident_report="incidents/2026-01-28-rollback-backend-error-rate.md",
     )
+    await store.hold_watch(watch.id)  # before it closes: a closed watch cannot be held
     await store.update_watch(changed)
+    await store.acknowledge_watch(watch.id, T0 + timedelta(minutes=4))
+    await store.set_incident_report(
+        watch.id, "incidents/2026-01-28-rollback-backend-error-rate.md"
+    )
     assert await store.watch(watch.id) == changed
 
 
@@ -238,3 +271,281 @@ async def test_rolled_back_to_lists_the_releases_gone_back_to(store: SqlStore) -
     assert await store.rolled_back_to("backend") == set()  # not done yet
     await store.finish_action(action.id, ActionStatus.DONE, T0)
     assert await store.rolled_back_to("backend") == {"good-sha"}
+
+
+SECOND = timedelta(seconds=1)
+TTL = timedelta(seconds=45)
+
+
+async def test_a_lease_is_taken_renewed_and_refused_to_others(store: SqlStore) -> None:
+    taken = await store.acquire_lease("watch:w1", "replica-a", TTL, T0)
+    assert taken == Lease("watch:w1", "replica-a", 1, T0 + TTL)
+    assert await store.acquire_lease("watch:w1", "replica-b", TTL, T0 + 10 * SECOND) is None
+    renewed = await store.acquire_lease("watch:w1", "replica-a", TTL, T0 + 15 * SECOND)
+    assert renewed == Lease("watch:w1", "replica-a", 1, T0 + 15 * SECOND + TTL)
+    assert await store.acquire_lease("watch:w1", "replica-b", TTL, T0 + TTL) is None
+    assert await store.leases() == [renewed]
+
+
+async def test_an_expired_lease_changes_hands_and_its_token_grows(store: SqlStore) -> None:
+    first = await store.acquire_lease("watch:w1", "replica-a", TTL, T0)
+    assert first is not None
+    taken_over = await store.acquire_lease("watch:w1", "replica-b", TTL, first.expires_at)
+    assert taken_over == Lease("watch:w1", "replica-b", 2, first.expires_at + TTL)
+    assert await store.acquire_lease("watch:w1", "replica-a", TTL, first.expires_at) is None
+    back = await store.acquire_lease("watch:w1", "replica-a", TTL, taken_over.expires_at)
+    assert back is not None
+    assert back.token == 3
+
+
+async def test_lease_expiry_is_exact_below_a_second(store: SqlStore) -> None:
+    # SQLite compares times as text: "12:00:00+00:00" must sort before "12:00:00.5+00:00".
+    short = timedelta(milliseconds=500)
+    await store.acquire_lease("watch:w1", "replica-a", short, T0)
+    assert await store.acquire_lease("watch:w1", "replica-b", TTL, T0) is None
+    almost = T0 + short - timedelta(microseconds=1)
+    assert await store.acquire_lease("watch:w1", "replica-b", TTL, almost) is None
+    taken = await store.acquire_lease("watch:w1", "replica-b", TTL, T0 + short)
+    assert taken is not None
+    assert (taken.owner, taken.token) == ("replica-b", 2)
+
+
+async def test_a_released_lease_is_free_at_once_but_only_its_owner_releases_it(
+    store: SqlStore,
+) -> None:
+    await store.acquire_lease("watch:w1", "replica-a", TTL, T0)
+    await store.release_lease("watch:w1", "replica-b")
+    assert await store.acquire_lease("watch:w1", "replica-b", TTL, T0 + SECOND) is None
+    await store.release_lease("watch:w1", "replica-a")
+    taken = await store.acquire_lease("watch:w1", "replica-b", TTL, T0 + SECOND)
+    assert taken == Lease("watch:w1", "replica-b", 2, T0 + SECOND + TTL)
+
+
+async def test_leases_are_listed_by_an_exact_prefix(store: SqlStore) -> None:
+    for name in ("watch:b", "watch:a", "WATCH:c", "w%x", "scheduler"):
+        await store.acquire_lease(name, "replica-a", TTL, T0)
+    assert [lease.name for lease in await store.leases("watch:")] == ["watch:a", "watch:b"]
+    assert [lease.name for lease in await store.leases("w%")] == ["w%x"]
+    assert len(await store.leases()) == 5
+
+
+async def test_a_lease_needs_a_positive_ttl(store: SqlStore) -> None:
+    with pytest.raises(ValueError, match="lease 'watch:w1': ttl must be positive"):
+        await store.acquire_lease("watch:w1", "replica-a", timedelta(0), T0)
+
+
+async def test_of_two_replicas_racing_for_a_lease_exactly_one_wins(
+    store: SqlStore, replica: SqlStore
+) -> None:
+    for round_ in range(30):
+        name = f"watch:{round_}"
+        a, b = await asyncio.gather(
+            store.acquire_lease(name, "replica-a", TTL, T0),
+            replica.acquire_lease(name, "replica-b", TTL, T0),
+        )
+        assert [lease for lease in (a, b) if lease is not None] == await store.leases(name)
+        assert (a is None) != (b is None), (a, b)
+        # ...and again when the winner's lease has run out: one takes it over, token + 1.
+        a, b = await asyncio.gather(
+            store.acquire_lease(name, "replica-c", TTL, T0 + TTL),
+            replica.acquire_lease(name, "replica-d", TTL, T0 + TTL),
+        )
+        (winner,) = [lease for lease in (a, b) if lease is not None]
+        assert winner.token == 2
+        assert await store.leases(name) == [winner]
+
+
+async def test_an_action_fenced_by_a_lease_lost_is_refused_and_not_written(
+    store: SqlStore,
+) -> None:
+    await store.save_deployment(DEP)
+    watch = await store.open_watch(new_watch())
+    mine = await store.acquire_lease(f"watch:{watch.id}", "replica-a", TTL, T0)
+    assert mine is not None
+    assert await store.acquire_lease(mine.name, "replica-b", TTL, mine.expires_at) is not None
+
+    with pytest.raises(LeaseLost, match="no longer held by 'replica-a' with token 1"):
+        await store.begin_action(rollback_action(watch_id=watch.id), fence=mine)
+    with pytest.raises(LeaseLost):
+        await store.update_watch(replace(watch, state=WatchState.ACTING), fence=mine)
+
+    assert await store.actions(watch.id) == []
+    assert await store.unfinished_actions() == []
+    assert await store.watch(watch.id) == watch
+
+
+async def test_an_action_is_refused_once_the_lease_expired_even_if_nobody_took_it(
+    store: SqlStore,
+) -> None:
+    mine = await store.acquire_lease("watch:w1", "replica-a", TTL, T0)
+    assert mine is not None
+    late = rollback_action(started_at=mine.expires_at)
+    with pytest.raises(LeaseLost):
+        await store.begin_action(late, fence=mine)
+    assert await store.unfinished_actions() == []
+    in_time = rollback_action(started_at=mine.expires_at - SECOND)
+    assert (await store.begin_action(in_time, fence=mine)).id == in_time.id
+
+
+async def test_writes_fenced_by_a_lease_held_go_through(store: SqlStore) -> None:
+    await store.save_deployment(DEP)
+    watch = await store.open_watch(new_watch())
+    mine = await store.acquire_lease(f"watch:{watch.id}", "replica-a", TTL, T0)
+    assert mine is not None
+    acting = replace(watch, state=WatchState.ACTING, decided_at=T0 + SECOND)
+    await store.update_watch(acting, fence=mine)
+    action = await store.begin_action(
+        rollback_action(watch_id=watch.id, started_at=T0 + SECOND), fence=mine
+    )
+    assert await store.watch(watch.id) == acting
+    assert await store.actions(watch.id) == [action]
+
+
+async def test_two_replicas_racing_to_act_on_one_deployment_record_one_action(
+    store: SqlStore, replica: SqlStore
+) -> None:
+    for round_ in range(30):
+        key = f"rollback:backend:dep-{round_}"
+        a, b = await asyncio.gather(
+            store.begin_action(rollback_action(key=key)),
+            replica.begin_action(rollback_action(key=key)),
+        )
+        assert a == b
+    assert len(await store.unfinished_actions()) == 30
+
+
+def notification(**changes: object) -> NotificationRecord:
+    queued = NotificationRecord(
+        id=uuid.uuid4().hex,
+        key="w1:rollback_executed:slack",
+        watch_id="w1",
+        kind="rollback_executed",
+        notifier="slack",
+        payload={"text": "rolled back", "blocks": [{"type": "section", "n": 1}]},
+        created_at=T0,
+        due_at=T0,
+    )
+    return replace(queued, **changes)  # type: ignore[arg-type]
+
+
+async def test_a_notification_is_queued_once_per_key(store: SqlStore) -> None:
+    first = notification()
+    assert await store.queue_notification(first) is True
+    assert await store.queue_notification(notification(payload={"text": "again"})) is False
+    assert await store.notifications("w1") == [first]
+
+
+async def test_due_notifications_are_the_pending_ones_oldest_first(store: SqlStore) -> None:
+    later = notification(key="w1:b", created_at=T0 + 2 * SECOND, due_at=T0)
+    earlier = notification(key="w1:a", created_at=T0 + SECOND, due_at=T0 + SECOND)
+    not_yet = notification(key="w1:c", created_at=T0, due_at=T0 + 10 * SECOND)
+    sent = notification(key="w1:d", created_at=T0)
+    for queued in (later, earlier, not_yet, sent):
+        await store.queue_notification(queued)
+    await store.notification_sent(sent.id, T0 + SECOND)
+
+    assert await store.due_notifications(T0 + SECOND) == [earlier, later]
+    assert await store.due_notifications(T0 + SECOND, limit=1) == [earlier]
+    assert [n.id for n in await store.due_notifications(T0 + 10 * SECOND)] == [
+        not_yet.id,
+        earlier.id,
+        later.id,
+    ]
+
+
+async def test_a_failed_notification_is_retried_then_given_up(store: SqlStore) -> None:
+    queued = notification()
+    await store.queue_notification(queued)
+    retry_at = T0 + 30 * SECOND
+    await store.notification_failed(queued.id, "slack: HTTP 503", retry_at)
+    assert await store.due_notifications(T0 + 29 * SECOND) == []
+    retried = replace(queued, due_at=retry_at, attempts=1, last_error="slack: HTTP 503")
+    assert await store.due_notifications(retry_at) == [retried]
+
+    await store.notification_failed(queued.id, "slack: HTTP 404", None)
+    assert await store.due_notifications(T0 + timedelta(days=1)) == []
+    assert await store.notifications("w1") == [
+        replace(retried, status=NotificationStatus.FAILED, attempts=2, last_error="slack: HTTP 404")
+    ]
+
+
+async def test_a_sent_notification_is_not_due_again(store: SqlStore) -> None:
+    queued = notification()
+    await store.queue_notification(queued)
+    await store.notification_failed(queued.id, "timed out", T0 + SECOND)
+    await store.notification_sent(queued.id, T0 + 2 * SECOND)
+    assert await store.due_notifications(T0 + timedelta(days=1)) == []
+    (stored,) = await store.notifications("w1")
+    assert (stored.status, stored.sent_at, stored.attempts) == (
+        NotificationStatus.SENT,
+        T0 + 2 * SECOND,
+        1,
+    )
+
+
+async def test_an_unknown_notification_is_a_store_error(store: SqlStore) -> None:
+    with pytest.raises(StoreError, match="no notification 'nope'"):
+        await store.notification_sent("nope", T0)
+    with pytest.raises(StoreError, match="no notification 'nope'"):
+        await store.notification_failed("nope", "x", None)
+
+
+async def test_a_webhook_delivery_is_seen_once(store: SqlStore) -> None:
+    assert await store.remember_delivery("github", "d-1", T0) is True
+    assert await store.remember_delivery("github", "d-1", T0 + SECOND) is False
+    assert await store.remember_delivery("vercel", "d-1", T0) is True
+
+
+async def test_latency_samples_are_kept_per_target_and_check_in_order(store: SqlStore) -> None:
+    minute = timedelta(minutes=1)
+    await store.add_latency_samples("backend", "api", T0 - 2 * minute, [0.3, 0.1, 0.2])
+    await store.add_latency_samples("backend", "web", T0 - 2 * minute, [0.9])
+    await store.add_latency_samples("backend", "api", T0 - minute, [0.4])
+    await store.add_latency_samples("backend", "api", T0, [])
+    await store.add_latency_samples("frontend", "api", T0 - minute, [5.0])
+
+    assert await store.latency_samples("backend", T0 - 2 * minute) == {
+        "api": [
+            (T0 - 2 * minute, 0.3),
+            (T0 - 2 * minute, 0.1),
+            (T0 - 2 * minute, 0.2),
+            (T0 - minute, 0.4),
+        ],
+        "web": [(T0 - 2 * minute, 0.9)],
+    }
+    assert await store.latency_samples("backend", T0 - minute) == {"api": [(T0 - minute, 0.4)]}
+
+    await store.prune_latency("backend", T0 - minute)
+    assert await store.latency_samples("backend", T0 - timedelta(hours=1)) == {
+        "api": [(T0 - minute, 0.4)]
+    }
+    assert await store.latency_samples("frontend", T0 - timedelta(hours=1)) == {
+        "api": [(T0 - minute, 5.0)]
+    }
+
+
+async def test_a_watch_writing_its_state_never_undoes_a_hold_an_ack_or_a_report(
+    store: SqlStore,
+) -> None:
+    await store.save_deployment(DEP)
+    stale = await store.open_watch(new_watch())
+    held = await store.hold_watch(stale.id)
+    acked = await store.acknowledge_watch(stale.id, T0 + timedelta(minutes=1))
+    again = await store.acknowledge_watch(stale.id, T0 + timedelta(minutes=9))
+    await store.set_incident_report(stale.id, "incidents/2026-01-28-rollback-backend-x.md")
+    assert held is not None
+    assert held.held
+    assert acked is not None
+    assert again is not None
+    assert again.acknowledged_at == acked.acknowledged_at == T0 + timedelta(minutes=1)
+    await store.update_watch(replace(stale, state=WatchState.CLOSED, outcome=Outcome.HEALTHY))
+    stored = await store.watch(stale.id)
+    assert stored is not None
+    assert (stored.state, stored.held, stored.acknowledged_at, stored.incident_report) == (
+        WatchState.CLOSED,
+        True,
+        T0 + timedelta(minutes=1),
+        "incidents/2026-01-28-rollback-backend-x.md",
+    )
+    assert await store.hold_watch(stale.id) is None  # closed: nothing left to hold
+    assert await store.acknowledge_watch("nope", T0) is None

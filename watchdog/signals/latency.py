@@ -14,9 +14,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import httpx
 
+from watchdog.errors import StoreError
 from watchdog.model import Deployment, Reading
 from watchdog.settings import LatencyProbe
 from watchdog.signals.base import Failure, Probe, ProbeError
@@ -34,24 +36,65 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[rank - 1]
 
 
+class LatencyStore(Protocol):
+    """The part of the StateStore (watchdog/store/base.py) that keeps probe history."""
+
+    async def add_latency_samples(
+        self, target: str, check: str, at: datetime, seconds: Sequence[float]
+    ) -> None: ...
+
+    async def latency_samples(
+        self, target: str, since: datetime
+    ) -> dict[str, list[tuple[datetime, float]]]: ...
+
+    async def prune_latency(self, target: str, before: datetime) -> None: ...
+
+
 class LatencyHistory:
     """The rolling probe history of each check: (tick time, seconds) pairs, the oldest
     dropped once they are ``keep`` older than the newest, or beyond ``max_samples``.
 
-    In memory for now; the daemon keeps one per target so that a deploy finds the probes of
-    the ticks before it.
+    The daemon keeps one per target so that a deploy finds the probes of the ticks before it.
+    With a ``store`` it also survives a restart: it loads what the store kept of ``target``
+    once, and writes every record through (raising StoreError when the store fails).
     """
 
-    def __init__(self, keep: timedelta = timedelta(hours=1), max_samples: int = 2000) -> None:
+    def __init__(
+        self,
+        keep: timedelta = timedelta(hours=1),
+        max_samples: int = 2000,
+        store: LatencyStore | None = None,
+        target: str | None = None,
+    ) -> None:
+        if store is not None and not target:
+            raise ValueError("LatencyHistory: a store needs the target whose history it keeps")
         self._keep = keep
         self._max_samples = max_samples
+        self._store = store
+        self._target = target or ""
+        self._loaded = store is None
         self._samples: dict[str, deque[tuple[datetime, float]]] = {}
 
-    def record(self, check: str, at: datetime, durations: Iterable[float]) -> None:
+    async def load(self, now: datetime) -> None:
+        """Take in what the store kept from the last ``keep`` before ``now``; only once."""
+        if self._loaded or self._store is None:
+            return
+        stored = await self._store.latency_samples(self._target, now - self._keep)
+        self._samples = {
+            check: deque(samples, maxlen=self._max_samples) for check, samples in stored.items()
+        }
+        self._loaded = True
+
+    async def record(self, check: str, at: datetime, durations: Iterable[float]) -> None:
+        durations = list(durations)
+        await self.load(at)
         samples = self._samples.setdefault(check, deque(maxlen=self._max_samples))
         samples.extend((at, seconds) for seconds in durations)
         while samples and samples[0][0] < at - self._keep:
             samples.popleft()
+        if self._store is not None:
+            await self._store.add_latency_samples(self._target, check, at, durations)
+            await self._store.prune_latency(self._target, at - self._keep)
 
     def before(self, check: str, when: datetime) -> list[float]:
         """The durations of ``check`` recorded at tick times before ``when``."""
@@ -80,6 +123,11 @@ class LatencySignal:
         self._timer = timer
 
     async def read(self, deployment: Deployment, at: datetime) -> Probe:
+        try:
+            await self._history.load(at)
+        except StoreError as exc:
+            # Nothing to compare with until the history is back: no reading, say why.
+            return Probe(errors=(self._error(Failure.DATABASE, f"latency history: {exc}"),))
         probes = await asyncio.gather(
             *(self._probe(probe, deployment.deployed_at, at) for probe in self._probes)
         )
@@ -98,10 +146,16 @@ class LatencySignal:
                 failures.append(Failed(Failure.STATUS, f"answered {answer.status_code}"))
             else:
                 durations.append(elapsed)
-        baseline = self._history.before(probe.name, deployed_at)
-        self._history.record(probe.name, at, durations)
-
         errors: list[ProbeError] = []
+        baseline = self._history.before(probe.name, deployed_at)
+        try:
+            await self._history.record(probe.name, at, durations)
+        except StoreError as exc:  # this tick still measures; only a restart would miss it
+            errors.append(
+                self._error(
+                    Failure.DATABASE, f"latency probe {probe.name!r}: history not saved: {exc}"
+                )
+            )
         if failures:
             first = failures[0]
             errors.append(

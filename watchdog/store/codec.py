@@ -9,7 +9,16 @@ from typing import Any
 from watchdog.model import Decision, Deployment, Reading, Scope, Verdict
 from watchdog.signals.base import Failure, ProbeError
 from watchdog.store.base import RaisedSignal
-from watchdog.store.records import ActionRecord, ActionStatus, Outcome, WatchRecord, WatchState
+from watchdog.store.records import (
+    ActionRecord,
+    ActionStatus,
+    Lease,
+    NotificationRecord,
+    NotificationStatus,
+    Outcome,
+    WatchRecord,
+    WatchState,
+)
 
 Row = dict[str, Any]
 
@@ -81,6 +90,7 @@ def watch_row(w: WatchRecord) -> Row:
         "baseline": json.dumps(dict(w.baseline), sort_keys=True),
         "verification": None if w.verification is None else json.dumps(w.verification),
         "explanation": w.explanation,
+        "incident_report": w.incident_report,
     }
 
 
@@ -107,6 +117,7 @@ def watch(row: Row) -> WatchRecord:
             (name, bool(ok), detail) for name, ok, detail in json.loads(row["verification"])
         ),
         explanation=row["explanation"],
+        incident_report=row["incident_report"],
     )
 
 
@@ -258,4 +269,47 @@ def signal(row: Row) -> RaisedSignal:
         kind=row["kind"],
         detail=row["detail"],
         raised_at=_req(row["raised_at"]),
+    )
+
+
+def lease(row: Row) -> Lease:
+    return Lease(
+        name=row["name"],
+        owner=row["owner"],
+        token=row["token"],
+        expires_at=_req(row["expires_at"]),
+    )
+
+
+def notification_row(n: NotificationRecord) -> Row:
+    return {
+        "id": n.id,
+        "key": n.key,
+        "watch_id": n.watch_id,
+        "kind": n.kind,
+        "notifier": n.notifier,
+        "payload": json.dumps(dict(n.payload), sort_keys=True),
+        "created_at": put_ts(n.created_at),
+        "due_at": put_ts(n.due_at),
+        "status": str(n.status),
+        "attempts": n.attempts,
+        "sent_at": put_ts(n.sent_at),
+        "last_error": n.last_error,
+    }
+
+
+def notification(row: Row) -> NotificationRecord:
+    return NotificationRecord(
+        id=row["id"],
+        key=row["key"],
+        watch_id=row["watch_id"],
+        kind=row["kind"],
+        notifier=row["notifier"],
+        payload=json.loads(row["payload"]),
+        created_at=_req(row["created_at"]),
+        due_at=_req(row["due_at"]),
+        status=NotificationStatus(row["status"]),
+        attempts=row["attempts"],
+        sent_at=ts(row["sent_at"]),
+        last_error=row["last_error"],
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -39,11 +40,20 @@ class PostgresBackend:
             open=False,
             kwargs={"row_factory": dict_row, "autocommit": True},
         )
+        self._opening = asyncio.Lock()
+        self._opened = False
+
+    async def _open(self) -> None:
+        # Once, whoever comes first: the pool's own wait must never run twice at once.
+        async with self._opening:
+            if not self._opened:
+                await self._pool.open(wait=True, timeout=self._connect_timeout)
+                self._opened = True
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[_Tx]:
         try:
-            await self._pool.open(wait=True, timeout=self._connect_timeout)
+            await self._open()
             async with self._pool.connection() as conn, conn.transaction():
                 yield _Tx(conn)
         except PoolTimeout as exc:

@@ -1,4 +1,5 @@
-"""What the store keeps, beyond the model's nouns: a watch, an action, a notification."""
+"""What the store keeps, beyond the model's nouns: a watch, an action, a notification, a
+lease."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 
 class WatchState(StrEnum):
@@ -58,6 +60,7 @@ class WatchRecord:
     baseline: Mapping[str, int] = field(default_factory=dict)  # integrity row counts at start
     verification: tuple[tuple[str, bool, str], ...] | None = None  # (check, passed, detail)
     explanation: str | None = None  # why it closed the way it did
+    incident_report: str | None = None  # path of the post-mortem written for it
 
 
 @dataclass(frozen=True)
@@ -86,3 +89,42 @@ class ActionRecord:
         if self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who owns ``name`` (e.g. one watch) until ``expires_at``. ``token`` grows by one each
+    time the lease changes hands, so a write fenced by an older token is refused."""
+
+    name: str
+    owner: str
+    token: int
+    expires_at: datetime
+
+
+class NotificationStatus(StrEnum):
+    """Queued *pending*, then *sent*, or *failed* for good once no retry is left."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class NotificationRecord:
+    """One message queued in the store before it is sent (the outbox). ``key`` is its
+    idempotency key, e.g. ``f"{watch_id}:rollback_executed:slack"``: queued once, ever.
+    ``attempts`` counts the tries that failed; ``last_error`` says why the last one did."""
+
+    id: str
+    key: str
+    watch_id: str | None
+    kind: str
+    notifier: str
+    payload: Mapping[str, Any]
+    created_at: datetime
+    due_at: datetime
+    status: NotificationStatus = NotificationStatus.PENDING
+    attempts: int = 0
+    sent_at: datetime | None = None
+    last_error: str | None = None

@@ -48,7 +48,42 @@ _COMMON = [
     "CREATE INDEX signals_by_deployment ON signals (target, deployment_id, raised_at)",
 ]
 
+# Version 2: what several replicas share (leases), the notification outbox, webhook
+# deliveries seen, the latency probe history, and a watch's incident report.
+_V2 = [
+    "ALTER TABLE watches ADD COLUMN incident_report TEXT",
+    # One row per name, forever: token must keep growing across owners, so a lease is expired
+    # on release, never deleted.
+    """CREATE TABLE leases (
+        name TEXT PRIMARY KEY, owner TEXT NOT NULL, token BIGINT NOT NULL,
+        expires_at {ts} NOT NULL)""",
+    # No foreign key on watch_id: a notification must be queued even about something the
+    # watches table does not hold (a rollback by hand), never lost to a constraint.
+    """CREATE TABLE notifications (
+        id TEXT PRIMARY KEY, key TEXT NOT NULL UNIQUE, watch_id TEXT, kind TEXT NOT NULL,
+        notifier TEXT NOT NULL, payload TEXT NOT NULL, created_at {ts} NOT NULL,
+        due_at {ts} NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
+        sent_at {ts}, last_error TEXT)""",
+    "CREATE INDEX notifications_due ON notifications (status, due_at)",
+    "CREATE INDEX notifications_by_watch ON notifications (watch_id, created_at)",
+    """CREATE TABLE deliveries (
+        source TEXT NOT NULL, delivery_id TEXT NOT NULL, seen_at {ts} NOT NULL,
+        PRIMARY KEY (source, delivery_id))""",
+    # seq keeps the samples of one tick in the order they were taken.
+    """CREATE TABLE latency_samples (
+        target TEXT NOT NULL, check_name TEXT NOT NULL, at {ts} NOT NULL, seq INTEGER NOT NULL,
+        seconds DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX latency_samples_by_target ON latency_samples (target, at)",
+]
+
 MIGRATIONS = {
-    "sqlite": [[s.format(ts="TEXT") for s in _COMMON]],
-    "postgres": [[s.format(ts="TIMESTAMPTZ") for s in _COMMON]],
+    "sqlite": [[s.format(ts="TEXT") for s in step] for step in (_COMMON, _V2)],
+    "postgres": [[s.format(ts="TIMESTAMPTZ") for s in step] for step in (_COMMON, _V2)],
+}
+
+# Taken first in the migrating transaction, so that replicas starting together upgrade the
+# schema one after the other. SQLite's BEGIN IMMEDIATE already serialises writers.
+MIGRATION_LOCK = {
+    "sqlite": None,
+    "postgres": "SELECT pg_advisory_xact_lock(7245104937160612)",
 }

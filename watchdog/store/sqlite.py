@@ -10,7 +10,7 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,13 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 
 def _params(row: Row | None) -> dict[str, Any]:
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in (row or {}).items()}
+    # Times are ISO text in UTC, always the same form, so comparing and sorting the text
+    # compares the times (isoformat writes microseconds only when there are some, and
+    # "+00:00" sorts before ".000001+00:00").
+    return {
+        k: v.astimezone(UTC).isoformat() if isinstance(v, datetime) else v
+        for k, v in (row or {}).items()
+    }
 
 
 class _Tx:

@@ -4,9 +4,12 @@ kept in a ``SlackChannel`` so tests can read what was posted, and how often.
 
 Choices where Slack is vague: ``{}`` is 400 ``no_text``, ``{"text": ""}`` 400
 ``missing_text_or_fallback_or_attachments``, a message with non-empty ``blocks`` or
-``attachments`` needs no ``text``, ``blocks`` that is not a list of objects with a ``type`` is
-400 ``invalid_blocks``; the body is read as JSON whatever its content type; a 429 says
-``rate_limited``; an armed 500 says ``rollup_error``.
+``attachments`` needs no ``text``; ``blocks`` that Block Kit would refuse is 400
+``invalid_blocks``: more than 50, a type it does not know, or a header, section or context
+of the wrong shape (a header's text is plain_text up to 150 characters, a section's text up
+to 3000, a context holds 1 to 10 elements); the body is read as JSON whatever its content
+type; a 429 says ``rate_limited``; an armed 400 says ``invalid_payload``, an armed 500
+``rollup_error``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from watchdog.clock import Clock
 from watchdog.sandbox.faults import Faults, Refused, answer_refusals
 
 _SLACK_WORDS = {
+    "bad_request": "invalid_payload",
     "not_found": "no_service",
     "internal_server_error": "rollup_error",
     "unauthorized": "invalid_token",
@@ -81,10 +85,16 @@ def create_app(
     return app
 
 
+_BLOCK_TYPES = {
+    "actions", "context", "divider", "file", "header", "image", "input", "markdown",
+    "rich_text", "section", "video",
+}  # fmt: skip
+
+
 def _check(message: dict[str, Any]) -> None:
     blocks = message.get("blocks")
     if blocks is not None and not (
-        isinstance(blocks, list) and all(isinstance(b, dict) and "type" in b for b in blocks)
+        isinstance(blocks, list) and len(blocks) <= 50 and all(_valid_block(b) for b in blocks)
     ):
         raise Refused(400, code="invalid_blocks")
     if blocks or message.get("attachments"):
@@ -95,6 +105,46 @@ def _check(message: dict[str, Any]) -> None:
         raise Refused(400, code="invalid_payload")
     if not message["text"].strip():
         raise Refused(400, code="missing_text_or_fallback_or_attachments")
+
+
+def _text(obj: Any, limit: int, types: tuple[str, ...] = ("plain_text", "mrkdwn")) -> bool:
+    return (
+        isinstance(obj, dict)
+        and obj.get("type") in types
+        and isinstance(obj.get("text"), str)
+        and 0 < len(obj["text"]) <= limit
+    )
+
+
+def _image(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("type") == "image"
+
+
+def _valid_block(block: Any) -> bool:
+    if not isinstance(block, dict) or block.get("type") not in _BLOCK_TYPES:
+        return False
+    match block["type"]:
+        case "header":
+            return _text(block.get("text"), 150, ("plain_text",))
+        case "section":
+            fields = block.get("fields")
+            if fields is not None and not (
+                isinstance(fields, list)
+                and 0 < len(fields) <= 10
+                and all(_text(f, 2000) for f in fields)
+            ):
+                return False
+            text = block.get("text")
+            return _text(text, 3000) if text is not None else fields is not None
+        case "context":
+            elements = block.get("elements")
+            return (
+                isinstance(elements, list)
+                and 0 < len(elements) <= 10
+                and all(_text(e, 3000) or _image(e) for e in elements)
+            )
+        case _:
+            return True
 
 
 def _render(refused: Refused) -> Response:

@@ -4,6 +4,7 @@ rolled back exactly once, a blind watch never acts, and kill -9 loses nothing.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,13 @@ import pytest
 from tests.conftest import REPO
 from tests.providers.helpers import refused_url
 from watchdog.clock import SystemClock
-from watchdog.sandbox import stack, toyapp
+from watchdog.model import Reading
+from watchdog.sandbox import sentry, slack, stack, toyapp
 from watchdog.sandbox.deployments import BAD_RELEASE, GOOD_RELEASE
+from watchdog.sandbox.events import EventLog
+from watchdog.sandbox.faults import Faults
+from watchdog.sandbox.server import serve
+from watchdog.store import opened
 
 TOKEN = "api-token-for-the-daemon-tests"
 ENV = {**os.environ, **stack.ENV, "SANDBOX_API_TOKEN": TOKEN}
@@ -54,26 +60,35 @@ def wait_for(check: Callable[[], Any], seconds: float, what: str) -> Any:
 
 
 class Daemon:
-    def __init__(self, config: Path, port: int) -> None:
+    """One ``watchdog run`` process; its stdout and stderr go to files beside its config (a
+    pipe nobody reads would fill up and stall it)."""
+
+    def __init__(self, config: Path, port: int, env: dict[str, str] | None = None) -> None:
         self.config, self.url = config, f"http://127.0.0.1:{port}"
+        self.env = env or ENV
         self.process: subprocess.Popen[str] | None = None
+        self.stderr = self.stdout = config.parent / "daemon-unstarted.log"
 
     def start(self) -> Daemon:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "watchdog.cli", "run", "--config", str(self.config)],
-            cwd=REPO,
-            env=ENV,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        run = len(list(self.config.parent.glob("daemon-*.err")))
+        self.stderr = self.config.parent / f"daemon-{run}.err"
+        self.stdout = self.config.parent / f"daemon-{run}.out"
+        with self.stderr.open("w") as err, self.stdout.open("w") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "watchdog.cli", "run", "--config", str(self.config)],
+                cwd=REPO,
+                env=self.env,
+                stdout=out,
+                stderr=err,
+                text=True,
+            )
         wait_for(self.ready, 30, "the daemon to be ready")
         return self
 
     def ready(self) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
-            raise AssertionError(f"the daemon exited: {self.process.stderr.read()}")  # type: ignore[union-attr]
+            raise AssertionError(f"the daemon exited: {self.stderr.read_text()}")
         try:
             return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
         except httpx.TransportError:
@@ -100,8 +115,18 @@ class Daemon:
         assert self.process is not None
         started = time.monotonic()
         self.process.send_signal(sig)
-        _, err = self.process.communicate(timeout=15)
-        return self.process.returncode, time.monotonic() - started, err
+        self.process.wait(timeout=15)
+        return self.process.returncode, time.monotonic() - started, self.stderr.read_text()
+
+    def kill(self) -> None:
+        """SIGKILL: no handler runs, nothing is flushed or released."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=15)
+
+    def restart(self) -> Daemon:
+        """A new process on the same config, state, port and environment."""
+        return Daemon(self.config, int(self.url.rsplit(":", 1)[1]), self.env).start()
 
 
 @pytest.fixture
@@ -112,9 +137,9 @@ def sandbox() -> Iterator[stack.Stack]:
 
 @pytest.fixture
 def write_config(tmp_path: Path, sandbox: stack.Stack) -> Callable[..., Daemon]:
-    def write(extra: str = "", sentry_url: str | None = None) -> Daemon:
+    def write(extra: str = "", sentry_url: str | None = None, window: str = "12s") -> Daemon:
         port = free_port()
-        text = sandbox.config(tmp_path, interval="1s", window="12s")
+        text = sandbox.config(tmp_path, interval="1s", window=window)
         if sentry_url:
             text = text.replace(sandbox.urls["sentry"], sentry_url)
         path = tmp_path / "watchdog.yaml"
@@ -132,8 +157,7 @@ def daemons() -> Iterator[list[Daemon]]:
     yield started
     for daemon in started:
         if daemon.process and daemon.process.poll() is None:
-            daemon.process.kill()
-            daemon.process.communicate()
+            daemon.kill()
 
 
 def test_an_error_spike_is_rolled_back_exactly_once_and_verified(
@@ -191,10 +215,8 @@ def test_kill_9_mid_rollback_then_restart_rolls_back_exactly_once(
     daemons.append(daemon)
     watch_id = daemon.announce()
     wait_for(lambda: sandbox.backend.count("rollback") == 1, 30, "the rollback request")
-    assert daemon.process is not None
-    daemon.process.kill()  # SIGKILL while it waits for the rollback to go live
-    daemon.process.communicate()
-    again = Daemon(daemon.config, int(daemon.url.rsplit(":", 1)[1])).start()
+    daemon.kill()  # while it waits for the rollback to go live
+    again = daemon.restart()
     daemons.append(again)
     summary = again.closed(watch_id)
     assert summary["verdict"] == "rolled_back", json.dumps(summary, indent=1)
@@ -223,3 +245,144 @@ def test_a_bad_config_at_sighup_is_refused_and_the_daemon_keeps_running(
     code, _, err = daemon.stop()
     assert code == 0
     assert "config.reload_failed" in err
+
+
+def stored_readings(state_url: str, watch_id: str) -> list[Reading]:
+    """The watch's readings as the state store holds them (read beside the running daemon)."""
+
+    async def read() -> list[Reading]:
+        async with opened(state_url) as store:
+            return await store.readings(watch_id)
+
+    return asyncio.run(read())
+
+
+def ticks(readings: list[Reading]) -> list[datetime]:
+    return sorted({r.at for r in readings})
+
+
+def test_kill_9_mid_watch_then_restart_resumes_the_watch_with_every_reading(
+    write_config: Callable[..., Daemon],
+    sandbox: stack.Stack,
+    daemons: list[Daemon],
+    tmp_path: Path,
+) -> None:
+    sandbox.app.set_faults(toyapp.Faults(), BAD_RELEASE)  # healthy while the first one watches
+    daemon = write_config(window="45s").start()  # room for a slow restart; it closes at the rollback
+    daemons.append(daemon)
+    watch_id = daemon.announce()
+    state = f"sqlite:///{tmp_path}/state.db"
+    wait_for(lambda: len(ticks(stored_readings(state, watch_id))) >= 3, 20, "three ticks stored")
+    daemon.kill()
+    before = stored_readings(state, watch_id)
+    killed_at = datetime.now(UTC)
+
+    again = daemon.restart()
+    daemons.append(again)
+    [listed] = [w for w in httpx.get(f"{again.url}/api/watches").json() if w["id"] == watch_id]
+    assert (listed["verdict"], listed["closed_at"]) == ("observing", None)
+    wait_for(
+        lambda: any(t > killed_at for t in ticks(stored_readings(state, watch_id))),
+        20,
+        "a tick of the resumed watch",
+    )
+    sandbox.app.set_faults(stack.BROKEN, BAD_RELEASE)  # now the deploy goes bad
+    summary = again.closed(watch_id)
+
+    assert summary["verdict"] == "rolled_back", json.dumps(summary, indent=1)
+    assert sandbox.backend.count("rollback") == 1
+    after = stored_readings(state, watch_id)
+    assert [r for r in before if r not in after] == []
+    assert len(ticks(after)) > len(ticks(before))
+    resumed = [
+        json.loads(line)
+        for line in again.stderr.read_text().splitlines()
+        if '"watch.resumed"' in line and watch_id in line
+    ]
+    assert resumed, again.stderr.read_text()
+    assert resumed[0]["state"] == "observing"
+    assert [w["id"] for w in httpx.get(f"{again.url}/api/watches").json()] == [watch_id]
+
+
+def test_no_secret_reaches_the_logs_the_api_the_store_or_the_reports(
+    write_config: Callable[..., Daemon],
+    sandbox: stack.Stack,
+    daemons: list[Daemon],
+    tmp_path: Path,
+) -> None:
+    """A whole life (start, a bad deploy rolled back and verified, SIGTERM) with every secret
+    the config holds set to a value found nowhere else, through ``${VAR}``. The state is
+    SQLite (its URL holds no password), so the store's files are searched too."""
+    secrets = {
+        "SECRET_SLACK_WEBHOOK": "",  # set below, once the Slack stand-in has a port
+        "SECRET_RENDER_WEBHOOK": "whsec_cmVuZGVyLXdlYmhvb2stc2VjcmV0LTVlMmE=",  # Standard Webhooks
+        "WATCHDOG_SENTRY_DSN": "",  # the daemon's own Sentry project, below
+        **stack.ENV,  # the Sentry token, the Render key and the smoke test's password
+        "SANDBOX_API_TOKEN": TOKEN,
+    }
+    channel = slack.SlackChannel()
+    reports: list[sentry.EnvelopeItem] = []
+    slack_faults = Faults()
+    slack_faults.fail_next(1, 500, operation="post")  # a failing webhook must not show its URL
+    slack_path = "/services/T0SECRET/B0SECRET/slack-hook-secret-9d3b"
+    own_sentry = sentry.create_app(
+        EventLog(),
+        token="unused",
+        clock=SystemClock(),
+        organization="acme",
+        projects=["watchdog"],
+        envelopes=reports,
+    )
+    with (
+        serve(slack.create_app(channel, path=slack_path, clock=SystemClock(), faults=slack_faults))
+        as slack_url,
+        serve(own_sentry) as own_sentry_url,
+    ):
+        secrets["SECRET_SLACK_WEBHOOK"] = slack_url + slack_path
+        secrets["WATCHDOG_SENTRY_DSN"] = (
+            own_sentry_url.replace("http://", "http://dsnkey7e3c9b@") + "/1"
+        )
+        daemon = write_config('webhooks: {render_secret: "${SECRET_RENDER_WEBHOOK}"}\n')
+        config = daemon.config.read_text()
+        config = config.replace(
+            f'"{sandbox.urls["slack"]}{stack.SLACK_PATH}"', '"${SECRET_SLACK_WEBHOOK}"'
+        )
+        daemon.config.write_text(config)
+        daemon.env = {**ENV, **secrets}
+        daemons.append(daemon.start())
+
+        watch_id = daemon.announce()
+        summary = daemon.closed(watch_id)
+        assert (summary["verdict"], summary["verification"]["passed"]) == ("rolled_back", True)
+        assert sandbox.backend.count("rollback") == 1
+        refused = httpx.post(
+            f"{daemon.url}/webhooks/render", content=b'{"type": "deploy_ended"}'
+        )
+        assert refused.status_code == 401
+        answers = [
+            httpx.get(f"{daemon.url}{path}").text
+            for path in ("/api/watches", f"/api/watches/{watch_id}", "/metrics", "/readyz")
+        ]
+        wait_for(channel.messages, 20, "a Slack message, after the refused first post")
+        code, _, _ = daemon.stop()
+        assert code == 0
+        sentry_sdk_sent = json.dumps([item.payload for item in reports])
+
+    files = {p: p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()}
+    assert {p.name for p in files} >= {"daemon-0.err", "watchdog.yaml", "state.db"}
+    assert any(p.parent.name == "incidents" for p in files)
+    everything = {
+        **{str(p): text for p, text in files.items()},
+        "API answers": "\n".join(answers),
+        "Slack messages": json.dumps(channel.messages()),
+        "the daemon's own Sentry reports": sentry_sdk_sent,
+    }
+    leaks = {
+        (name, where)
+        for name, value in secrets.items()
+        for where, text in everything.items()
+        if value in text
+    }
+    assert leaks == set()
+    assert "dsnkey7e3c9b" not in "".join(everything.values())
+    assert "slack-hook-secret-9d3b" not in "".join(everything.values())

@@ -1,8 +1,9 @@
 """``watchdog run``: the daemon and its HTTP API in one event loop until SIGTERM.
 
-SIGTERM (or SIGINT) stops scheduling, lets the ticks in flight finish and persist, and exits
-within 10 s. SIGHUP re-reads the config: a valid one is used for watches started from then on,
-a bad one is logged and counted and the running config kept.
+SIGTERM (or SIGINT) stops scheduling, lets the ticks in flight finish and persist, and exits within
+10 s. SIGHUP re-reads the config: a valid one is used for watches started from then on, a bad one
+is logged and counted and the running config kept. With ``WATCHDOG_SENTRY_DSN`` set, the daemon
+reports its own errors and its discovery runs to Sentry (``selfmonitor``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import structlog
 import uvicorn
 
-from watchdog import logs
+from watchdog import logs, selfmonitor
 from watchdog.api import create_api
 from watchdog.clock import SystemClock
 from watchdog.daemon import Watchdog
@@ -40,6 +41,8 @@ class _Server(uvicorn.Server):
 
 async def run(loaded: LoadedConfig, config_path: Path) -> None:
     settings = loaded.settings
+    if selfmonitor.init_from_env(settings):
+        log.info("selfmonitor.enabled")
     host, port = settings.api.listen.rsplit(":", 1)
     store = open_store(settings.state.url.reveal())
     clock = SystemClock()

@@ -22,6 +22,8 @@ Choices where Sentry itself is vague or richer than we need:
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
 import re
 import shlex
@@ -34,6 +36,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from sentry_sdk.envelope import Envelope
 
 from watchdog.clock import Clock
 from watchdog.sandbox.events import Event, EventLog
@@ -68,6 +71,16 @@ class RateLimit:
             "You are attempting to use this endpoint too frequently. "
             f"Limit is {self.limit} requests in {self.window_seconds} seconds"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeItem:
+    """One item of an envelope an SDK sent to ``/api/{project_id}/envelope/`` (an ``event``,
+    a ``check_in``…): kept so tests can read what the watchdog reported about itself."""
+
+    project_id: str
+    type: str
+    payload: dict[str, Any]
 
 
 def _percentile(q: float) -> Callable[[list[Event]], float | None]:
@@ -207,8 +220,10 @@ def create_app(
     projects: Collection[str],
     rate_limit: RateLimit = RateLimit(),
     faults: Faults | None = None,
+    envelopes: list[EnvelopeItem] | None = None,
 ) -> FastAPI:
-    """The stand-in for ``organization`` and its ``projects`` (slugs; ids are 1, 2, … in order)."""
+    """The stand-in for ``organization`` and its ``projects`` (slugs; ids are 1, 2, … in order);
+    SDK envelopes posted to it are appended to ``envelopes``."""
     project_ids = {slug: str(number) for number, slug in enumerate(projects, start=1)}
     by_id = {number: slug for slug, number in project_ids.items()}
     faults = faults if faults is not None else Faults()
@@ -378,6 +393,19 @@ def create_app(
         found.sort(key=_ISSUE_SORTS[sort], reverse=True)
         page, response.headers["Link"] = _paginate(request, found, _page_size(request, "limit"))
         return page
+
+    @app.post("/api/{project_id}/envelope/")
+    async def envelope(project_id: str, request: Request) -> dict[str, Any]:
+        body = await request.body()
+        if request.headers.get("content-encoding") == "gzip":
+            body = gzip.decompress(body)
+        received = Envelope.deserialize(body)
+        if envelopes is not None:
+            envelopes.extend(
+                EnvelopeItem(project_id, item.type or "", json.loads(item.get_bytes()))
+                for item in received.items
+            )
+        return {"id": received.headers.get("event_id")}
 
     app.include_router(router)
     return app

@@ -4,7 +4,8 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -12,7 +13,14 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from watchdog.clock import ManualClock
+from watchdog.sandbox import stack
+from watchdog.store.sql import SqlStore
+from watchdog.store.sqlite import sqlite_store
+
 REPO = Path(__file__).parents[1]
+T0 = datetime(2026, 1, 28, 12, 0, tzinfo=UTC)  # when the sandbox's bad deploy goes out
+API_TOKEN = "wd-api-token-0123456789"
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 
@@ -57,3 +65,28 @@ def pg_dsn() -> Iterator[str]:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture
+def sandbox(clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[stack.Stack]:
+    """Every stand-in on loopback, on the test's clock, with the credentials its config
+    names set in the environment (and the API's token)."""
+    for name, value in {**stack.ENV, "WATCHDOG_API_TOKEN": API_TOKEN}.items():
+        monkeypatch.setenv(name, value)
+    with stack.running(clock, delay=timedelta(0)) as running:
+        yield running
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
+    """A migrated SQLite store in the test's directory (``state.db``, as the sandbox's
+    config names it)."""
+    made = sqlite_store(tmp_path / "state.db")
+    await made.migrate()
+    yield made
+    await made.close()

@@ -7,7 +7,7 @@ import re
 import resource
 import signal
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,18 +19,9 @@ from watchdog.errors import WatchdogError
 from watchdog.incident import write_incident
 from watchdog.store.records import Outcome, WatchRecord, WatchState
 from watchdog.store.sql import SqlStore
-from watchdog.store.sqlite import sqlite_store
 
 STEM = "2026-01-28-rollback-backend-error-rate-critical"
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    made = sqlite_store(tmp_path / "state.db")
-    await made.migrate()
-    yield made
-    await made.close()
 
 
 def hhmmss(at: datetime | None) -> str:

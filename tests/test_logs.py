@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,10 +18,13 @@ from watchdog.settings import load_config
 
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     out = io.StringIO()
     logs.configure(out)
     yield out
     structlog.reset_defaults()
+    root.handlers, root.level = handlers, level
 
 
 def test_every_configured_secret_is_masked_wherever_it_appears(
@@ -41,3 +45,24 @@ def test_every_configured_secret_is_masked_wherever_it_appears(
     assert event["error"] == "401 for **********"
     assert event["level"] == "warning"
     assert "rnd_live_0123456789" not in stream.getvalue()
+
+
+def test_the_libraries_warnings_come_out_as_redacted_json_events(
+    stream: io.StringIO,
+) -> None:
+    logs.REDACTOR.add(["lib-secret-0123456789"])
+    try:
+        raise RuntimeError("connect to postgresql://u:lib-secret-0123456789@db failed")
+    except RuntimeError:
+        logging.getLogger("apscheduler.executors.default").exception("Job raised an exception")
+    logging.getLogger("apscheduler.scheduler").info("Added job")  # below WARNING: not shown
+    (line,) = stream.getvalue().splitlines()
+    event = json.loads(line)
+    assert (event["event"], event["level"], event["logger"]) == (
+        "Job raised an exception",
+        "error",
+        "apscheduler.executors.default",
+    )
+    assert "RuntimeError" in event["exception"]
+    assert "lib-secret-0123456789" not in line
+    assert logs.MASK in event["exception"]

@@ -4,13 +4,12 @@ acting; a dry run acts on nothing; a resumed watch carries on where it stopped."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
+from tests.conftest import T0
 from tests.providers.helpers import advancing_sleep, refused_url
 from watchdog.clock import ManualClock
 from watchdog.model import Deployment, Verdict
@@ -19,37 +18,14 @@ from watchdog.sandbox.deployments import BAD_RELEASE, GOOD_RELEASE
 from watchdog.settings import LoadedConfig, load_config
 from watchdog.store.records import Outcome, WatchState
 from watchdog.store.sql import SqlStore
-from watchdog.store.sqlite import sqlite_store
 from watchdog.summary import watch_summary
 from watchdog.watch import Watch, target_context
 
-T0 = datetime(2026, 1, 28, 12, 0, tzinfo=UTC)
 TICK = timedelta(seconds=15)
 WINDOW = timedelta(minutes=2)
 DEPLOY = Deployment(
     "backend", "dep-2", T0, previous_id="dep-1", release=BAD_RELEASE, previous_release=GOOD_RELEASE
 )
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(T0)
-
-
-@pytest.fixture
-def sandbox(clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[stack.Stack]:
-    for name, value in stack.ENV.items():
-        monkeypatch.setenv(name, value)
-    with stack.running(clock, delay=timedelta(0)) as running:
-        yield running
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    made = sqlite_store(tmp_path / "state.db")
-    await made.migrate()
-    yield made
-    await made.close()
 
 
 def configured(tmp_path: Path, sandbox: stack.Stack, sentry_url: str | None = None) -> LoadedConfig:
@@ -164,7 +140,7 @@ async def test_a_held_watch_decides_but_does_not_act(
     tmp_path: Path, sandbox: stack.Stack, store: SqlStore, clock: ManualClock
 ) -> None:
     async with watching(configured(tmp_path, sandbox), store, clock) as watch:
-        await watch.hold()
+        await store.hold_watch(watch.record.id)  # through the API, or another replica
         verdicts = await run_out(watch, sandbox, clock, traffic_for(sandbox, clock))
     assert Verdict.ROLLBACK in verdicts
     assert len(verdicts) == 8  # it watched the whole window

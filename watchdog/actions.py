@@ -26,7 +26,7 @@ from watchdog.providers.base import ProviderDeployment, Rollback, RollbackProvid
 from watchdog.providers.flags import FlagSwitch, show
 from watchdog.providers.polling import Sleep, wait_until
 from watchdog.store.base import StateStore
-from watchdog.store.records import ActionRecord, ActionStatus
+from watchdog.store.records import ActionRecord, ActionStatus, Lease
 
 log = structlog.get_logger("watchdog.actions")
 
@@ -47,10 +47,17 @@ class Plan:
 
 
 class ActionRunner:
-    def __init__(self, store: StateStore, clock: Clock, sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        clock: Clock,
+        sleep: Sleep = asyncio.sleep,
+        fence: Lease | None = None,
+    ) -> None:
         self._store = store
         self._clock = clock
         self._sleep = sleep
+        self._fence = fence  # the watch's lease: a replica that lost it records no action
 
     async def plan(
         self,
@@ -129,7 +136,7 @@ class ActionRunner:
             started_at=self._clock.now(),
             reason=reason,
         )
-        record = await self._store.begin_action(intended)
+        record = await self._store.begin_action(intended, self._fence)
         if record.id != intended.id:
             bound.info("rollback.skipped", why="already acted on", action=record.id)
             return record
@@ -225,7 +232,7 @@ class ActionRunner:
             started_at=self._clock.now(),
             reason=reason,
         )
-        record = await self._store.begin_action(intended)
+        record = await self._store.begin_action(intended, self._fence)
         if record.id != intended.id:
             return record
         try:

@@ -9,22 +9,23 @@ The API keeps no state of its own: it validates, then asks the daemon.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 import structlog
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from watchdog.clock import Clock, SystemClock
 from watchdog.daemon import UnknownWatch, Watchdog
 from watchdog.errors import ConfigError, StoreError
 from watchdog.model import Deployment
+from watchdog.webhooks import webhook_router
 
 log = structlog.get_logger("watchdog.api")
 T = TypeVar("T")
@@ -35,9 +36,24 @@ _BEARER = HTTPBearer(auto_error=False, description="the daemon's `api.token`")
 
 
 class _Body(BaseModel):
-    """A request body: a misspelt field is an error, never silently dropped."""
+    """A request body: a misspelt field is an error, never silently dropped; a NUL character,
+    which no store keeps, is refused at the door."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("expected text without NUL characters")
+        return value
+
+
+# A watch id as a path parameter: NUL is refused before any store sees it.
+WatchId = Annotated[str, Path(pattern=r"^[^\x00]+$", description="the watch's id")]
+
+# A deploy announced from further ahead than this is a clock or a client gone wrong.
+_FUTURE = timedelta(minutes=5)
 
 
 class DeployIn(_Body):
@@ -55,6 +71,20 @@ class DeployIn(_Body):
     )
     migration_version: str | None = Field(None, description="the migration the deploy applies")
     migration_failed: bool = Field(False, description="the deploy says its migration failed")
+
+    @field_validator("deployed_at")
+    @classmethod
+    def _plausible(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            utc = value.astimezone(UTC)
+            utc + timedelta(days=1)  # room for the watch window after it
+        except OverflowError:
+            raise ValueError("expected a time between year 1 and 9999") from None
+        if utc > datetime.now(UTC) + _FUTURE:
+            raise ValueError("expected a time not in the future")
+        return utc
 
 
 class SignalIn(_Body):
@@ -197,21 +227,23 @@ def create_api(daemon: Watchdog, *, clock: Clock | None = None) -> FastAPI:
 
     expected_token()  # says at start, not at the first refused call, that the API is shut
 
+    def valid(credentials: HTTPAuthorizationCredentials | None) -> bool:
+        expected = expected_token()
+        return (
+            expected is not None
+            and credentials is not None
+            and hmac.compare_digest(credentials.credentials.encode(), expected.encode())
+        )
+
+    refused = {"detail": "a valid bearer token is required"}
+    challenge = {"WWW-Authenticate": "Bearer"}
+
     # async, as every dependency here: FastAPI would run a plain def in a worker thread.
     async def authorized(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
     ) -> None:
-        expected = expected_token()
-        if (
-            expected is None
-            or credentials is None
-            or not hmac.compare_digest(credentials.credentials.encode(), expected.encode())
-        ):
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "a valid bearer token is required",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+        if not valid(credentials):
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, refused["detail"], challenge)
 
     async def ready() -> None:
         if not daemon.ready:
@@ -228,12 +260,27 @@ def create_api(daemon: Watchdog, *, clock: Clock | None = None) -> FastAPI:
         503: {"description": "the daemon is starting or stopping, or its store is down"}
     }
     unauthorized: _Responses = {**not_ready, 401: {"description": "no or wrong bearer token"}}
+    with_body: _Responses = {**unauthorized, 400: {"description": "the body is not JSON text"}}
     missing: _Responses = {404: {"description": "no such watch"}}
     app = FastAPI(
         title="rollback-watchdog",
         summary="Watches every deploy and rolls it back when the runbook says so.",
         version="1",
     )
+
+    @app.middleware("http")
+    async def token_first(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # FastAPI reads a body before any dependency runs: without this, a stranger's
+        # unparsable body would learn 422 or 400 where every other refusal is 401.
+        if (
+            request.method == "POST"
+            and request.url.path.startswith("/api/")
+            and not valid(await _BEARER(request))
+        ):
+            return JSONResponse(refused, status.HTTP_401_UNAUTHORIZED, challenge)
+        return await call_next(request)
 
     @app.exception_handler(StoreError)
     async def store_failed(request: Request, exc: StoreError) -> JSONResponse:
@@ -277,7 +324,7 @@ def create_api(daemon: Watchdog, *, clock: Clock | None = None) -> FastAPI:
         summary="Announce a deploy: watch it (once, however often it is announced)",
         status_code=status.HTTP_202_ACCEPTED,
         dependencies=writes,
-        responses=unauthorized,
+        responses=with_body,
     )
     async def announce(body: DeployIn) -> Announced:
         known(body.target)
@@ -318,7 +365,7 @@ def create_api(daemon: Watchdog, *, clock: Clock | None = None) -> FastAPI:
         response_model_exclude_unset=True,
         responses={**not_ready, **missing},
     )
-    async def watch(watch_id: str) -> dict[str, Any]:
+    async def watch(watch_id: WatchId) -> dict[str, Any]:
         return await _or_404(daemon.summary(watch_id), f"no watch {watch_id}")
 
     @app.post(
@@ -328,7 +375,7 @@ def create_api(daemon: Watchdog, *, clock: Clock | None = None) -> FastAPI:
         dependencies=writes,
         responses={**unauthorized, **missing},
     )
-    async def ack(watch_id: str) -> Acknowledged:
+    async def ack(watch_id: WatchId) -> Acknowledged:
         record = await _or_404(daemon.ack(watch_id), f"no watch {watch_id}")
         log.info("watch.acknowledged", watch=watch_id)
         return Acknowledged(watch_id=record.id, acknowledged_at=record.acknowledged_at)
@@ -340,7 +387,7 @@ def create_api(daemon: Watchdog, *, clock: Clock | None = None) -> FastAPI:
         dependencies=writes,
         responses={**unauthorized, 404: {"description": "no such open watch"}},
     )
-    async def hold(watch_id: str) -> Held:
+    async def hold(watch_id: WatchId) -> Held:
         record = await _or_404(daemon.hold(watch_id), f"no open watch {watch_id}")
         log.warning("watch.held", watch=watch_id)
         return Held(watch_id=record.id, held=record.held)
@@ -351,7 +398,7 @@ def create_api(daemon: Watchdog, *, clock: Clock | None = None) -> FastAPI:
         summary="Raise an outside signal (a security alert) against a deployment",
         status_code=status.HTTP_202_ACCEPTED,
         dependencies=writes,
-        responses=unauthorized,
+        responses=with_body,
     )
     async def signal(body: SignalIn) -> Raised:
         known(body.target)
@@ -370,4 +417,5 @@ def create_api(daemon: Watchdog, *, clock: Clock | None = None) -> FastAPI:
             raised_at=raised.raised_at,
         )
 
+    app.include_router(webhook_router(daemon, clock or SystemClock()))
     return app

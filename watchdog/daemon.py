@@ -1,42 +1,76 @@
 """The daemon: every open watch ticking on the scheduler, deploys announced or discovered,
-graceful stop and config reload. The only module that imports APScheduler.
+what follows a watch (messages, escalation, post-mortems), graceful stop and config reload.
+The only module that imports APScheduler.
 
 A tick is ``Watch.tick`` (a plain coroutine); this module only decides *when* it runs: one
 interval job per watch with ``max_instances=1, coalesce=True`` and a misfire grace of one
 interval, so a slow tick is never run twice at once and missed ticks are not replayed.
+
+Several replicas may share one Postgres store. A replica works on a watch only while it holds
+the watch's lease (renewed every half interval, lasting two), and every write of the watch and
+every action is fenced by that lease, so a replica that stalls loses its watches within three
+intervals, another takes them over from the store, and the stale one can record nothing. Jobs
+that must run once (discovery, the follow-up round, drills) take a lease per run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 
+from watchdog import selfmonitor
 from watchdog.actions import ActionRunner
 from watchdog.clock import Clock
+from watchdog.drill import run_drill
 from watchdog.errors import ConfigError, WatchdogError
+from watchdog.followup import Followup
 from watchdog.metrics import Metrics
 from watchdog.model import Deployment
+from watchdog.notify.registry import build_notifiers
 from watchdog.providers.base import ProviderDeployment
 from watchdog.providers.registry import live_timeout
+from watchdog.schedule import cron_fields
 from watchdog.settings import LoadedConfig
 from watchdog.signals.base import ProbeError
-from watchdog.store.base import RaisedSignal, StateStore
-from watchdog.store.records import WatchRecord
+from watchdog.store.base import LeaseLost, RaisedSignal, StateStore
+from watchdog.store.records import Lease, WatchRecord, WatchState
 from watchdog.summary import watch_summary
 from watchdog.verify import Sleep
 from watchdog.watch import Context, Watch, target_context
 
 log = structlog.get_logger("watchdog.daemon")
 
+FOLLOWUP_EVERY = timedelta(seconds=2)
+# A watch rolling back or verifying is never superseded: the deploy that ends it may be its
+# own rollback (a git revert, a Vercel promote), and its rollback must finish and verify.
+_BUSY = {WatchState.ACTING, WatchState.VERIFYING}
+
 
 class UnknownWatch(WatchdogError):
     """No watch has that id."""
+
+
+def drill_trigger(config: LoadedConfig) -> CronTrigger:
+    """The cron trigger of ``drills.schedule`` (in UTC). ConfigError when the scheduler cannot
+    read its day, e.g. ``last fry``: ``config check`` and a reload call this too."""
+    drills = config.settings.drills
+    assert drills is not None
+    try:
+        return CronTrigger(**cron_fields(drills.schedule), timezone=UTC)
+    except ValueError as exc:
+        raise ConfigError(f"{config.path}: drills.schedule: {exc}") from exc
 
 
 class Watchdog:
@@ -62,11 +96,19 @@ class Watchdog:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._seen: dict[str, ProviderDeployment] = {}
         self._discovery_failing: set[str] = set()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.followup: Followup | None = None
         self.ready = False
 
     async def start(self) -> None:
         """Migrate the store, settle actions a crash left unconfirmed, resume open watches."""
         await self.store.migrate()
+        if self.config.settings.state.url.reveal().startswith("sqlite"):
+            log.warning("store.single_replica", reason="SQLite is one file for one replica")
+        client = await self._stack.enter_async_context(httpx.AsyncClient(timeout=10))
+        self.followup = Followup(
+            self.config, self.store, self._clock, build_notifiers(self.config.settings, client)
+        )
         await self._open_contexts(self.config)
         providers = {t: c.provider for t, c in self._contexts.items()}
         waits = {t: live_timeout(c.settings.targets[t].provider) for t, c in self._contexts.items()}
@@ -79,26 +121,137 @@ class Watchdog:
                 target=settled.target,
                 deployment=settled.deployment_id,
             )
-        for record in await self.store.open_watches():
-            if record.target in self._contexts:
-                self._schedule(await Watch.resume(self._contexts[record.target], record))
+        await self.claim()
+        interval = self.config.settings.watch.interval
+        self._every(interval / 2, self.claim, "claim")
+        self._every(interval / 2, self.renew, "renew")
+        self._every(FOLLOWUP_EVERY, self.follow_up, "followup")
         every = self.config.settings.watch.discover
         if every is not None:
             for target in self._contexts:
-                self._scheduler.add_job(
-                    self.discover,
-                    "interval",
-                    seconds=every.total_seconds(),
-                    args=[target],
-                    id=f"discover:{target}",
-                    max_instances=1,
-                    coalesce=True,
-                    misfire_grace_time=max(1, round(every.total_seconds())),
-                    next_run_time=datetime.now(UTC),
-                )
+                self._every(every, self.discover, f"discover:{target}", target)
+        if self.config.settings.drills is not None:
+            self._schedule_drill(drill_trigger(self.config))
         self._scheduler.start()
         self.ready = True
         log.info("daemon.started", watches=len(self._watches), targets=len(self._contexts))
+
+    def _every(
+        self, period: timedelta, job: Callable[..., Awaitable[Any]], job_id: str, *args: Any
+    ) -> None:
+        seconds = period.total_seconds()
+        self._scheduler.add_job(
+            self._tracked,
+            "interval",
+            seconds=seconds,
+            args=[job, *args],
+            id=job_id,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, round(seconds)),
+            next_run_time=datetime.now(UTC),
+        )
+
+    async def _tracked(self, job: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run ``job`` as one of the tasks ``stop`` lets finish."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_flight.add(task)
+        try:
+            await job(*args)
+        finally:
+            self._in_flight.discard(task)
+
+    async def _singleton(self, name: str, ttl: timedelta) -> bool:
+        """Whether this replica runs job ``name`` this time: one replica at a time does, the
+        one holding its lease (``ttl``: longer than a run, so a second replica never starts
+        one while the first runs)."""
+        lease = await self.store.acquire_lease(f"job:{name}", self.owner, ttl, self._clock.now())
+        return lease is not None
+
+    async def _lease(self, watch: Watch) -> Lease | None:
+        """Take or renew ``watch``'s lease; None when another replica holds it."""
+        ttl = watch.record.interval * 2
+        return await self.store.acquire_lease(
+            f"watch:{watch.record.id}", self.owner, ttl, self._clock.now()
+        )
+
+    async def claim(self) -> None:
+        """Take over every open watch of a configured target that no live replica holds: at
+        start, the watches this replica had; later, those of a replica that died."""
+        try:
+            records = await self.store.open_watches()
+        except WatchdogError as exc:
+            log.error("claim.failed", error=str(exc))
+            return
+        newest: dict[str, WatchRecord] = {}
+        for record in records:
+            if record.target not in newest or record.started_at > newest[record.target].started_at:
+                newest[record.target] = record
+        for watch in list(self._watches.values()):
+            latest = newest.get(watch.record.target)
+            if (
+                latest is not None
+                and latest.started_at > watch.record.started_at
+                and watch.record.state not in _BUSY
+            ):
+                await watch.supersede(latest.deployment_id)  # announced through another replica
+                await self._finished(watch)
+        for record in records:
+            if record.id in self._watches or record.target not in self._contexts:
+                continue
+            watch = await Watch.resume(self._contexts[record.target], record)
+            watch.lease = await self._lease(watch)
+            if watch.lease is None:
+                continue
+            latest = newest[record.target]
+            if latest is record or record.state in _BUSY:
+                self._schedule(watch)
+            else:  # its replica died before it could close it
+                await watch.supersede(latest.deployment_id)
+                await self._finished(watch)
+
+    async def renew(self) -> None:
+        """Renew the lease of every watch held here, a tick in flight or not (a rollback and
+        its verification take minutes)."""
+        for watch in list(self._watches.values()):
+            try:
+                lease = await self._lease(watch)
+            except WatchdogError as exc:
+                log.error("lease.renew_failed", watch=watch.record.id, error=str(exc))
+                continue
+            if lease is None or (watch.lease and lease.token != watch.lease.token):
+                self._lost(watch)
+            else:
+                watch.lease = lease
+
+    def _lost(self, watch: Watch) -> None:
+        log.warning("watch.lost", watch=watch.record.id, reason="another replica holds it")
+        self._unschedule(watch)
+
+    def _schedule_drill(self, trigger: CronTrigger) -> None:
+        self._scheduler.add_job(
+            self.drill, trigger, id="drill", max_instances=1, coalesce=True, misfire_grace_time=3600
+        )
+
+    async def drill(self) -> None:
+        """The scheduled rollback drill (``drills.schedule``), on one replica."""
+        if not await self._singleton("drill", timedelta(hours=1)):
+            return
+        assert self.followup is not None
+        try:
+            report = await run_drill(
+                self.config, self.store, self._clock, notifiers=self.followup.notifiers
+            )
+        except WatchdogError as exc:
+            log.error("drill.failed", error=str(exc))
+            return
+        log.info("drill.finished", passed=report.passed, report=str(report.path))
+
+    async def follow_up(self) -> None:
+        """Messages, escalation and post-mortems: one replica at a time."""
+        if self.followup is not None and await self._singleton("followup", FOLLOWUP_EVERY * 3):
+            await self.followup.run()
 
     async def _open_contexts(self, config: LoadedConfig) -> None:
         for target in config.settings.targets:
@@ -108,7 +261,15 @@ class Watchdog:
                 )
             )
             context.on_probe_error = self._count_probe_error
+            context.notify = self._notify
             self._contexts[target] = context
+
+    async def _notify(self, record: WatchRecord, kind: str) -> None:
+        assert self.followup is not None
+        await self.followup.notify(record, kind)
+        job = self._scheduler.get_job("followup")
+        if job is not None:  # send it now, not at the next round
+            job.modify(next_run_time=datetime.now(UTC))
 
     def _count_probe_error(self, error: ProbeError) -> None:
         self.metrics.probe_errors.labels(error.source, str(error.failure)).inc()
@@ -122,13 +283,29 @@ class Watchdog:
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=grace)
         self._scheduler.shutdown(wait=False)
+        for watch in self._watches.values():  # another replica may take them over at once
+            try:
+                await self.store.release_lease(f"watch:{watch.record.id}", self.owner)
+            except WatchdogError as exc:
+                log.error("lease.release_failed", watch=watch.record.id, error=str(exc))
         await self._stack.aclose()
         log.info("daemon.stopped", open_watches=len(self._watches))
 
     async def reload(self, config: LoadedConfig) -> None:
-        """Use ``config`` for watches started from now on; running watches keep theirs."""
+        """Use ``config`` for watches started from now on; running watches keep theirs. A
+        config the scheduler cannot use is refused whole, and the running one kept."""
+        try:
+            trigger = drill_trigger(config) if config.settings.drills is not None else None
+        except ConfigError as exc:
+            self.metrics.reloads.labels("failed").inc()
+            log.error("config.reload_failed", error=str(exc), kept="the running config")
+            return
         await self._open_contexts(config)
         self.config = config
+        if self._scheduler.get_job("drill") is not None:
+            self._scheduler.remove_job("drill")
+        if trigger is not None:
+            self._schedule_drill(trigger)
         self.metrics.reloads.labels("ok").inc()
         log.info("config.reloaded", targets=len(config.settings.targets))
 
@@ -137,6 +314,13 @@ class Watchdog:
         first look only notes what is live. Not new: a deployment older than the last one seen
         (Vercel's instant rollback goes back to one), or one serving a release this watchdog
         rolled back to (Render and Railway redeploy it as a new deployment)."""
+        every = self.config.settings.watch.discover or self.config.settings.watch.interval
+        if not await self._singleton(f"discover:{target}", every * 3):
+            return
+        async with selfmonitor.checkin(f"watchdog-discover-{target}", every):
+            await self._discover(target)
+
+    async def _discover(self, target: str) -> None:
         provider = self._contexts[target].provider
         try:
             live = await provider.live()
@@ -196,9 +380,20 @@ class Watchdog:
             (self._clock.now() - watch.record.started_at).total_seconds() % interval
         )
         try:
+            watch.lease = await self._lease(watch)
+            if watch.lease is None:
+                self._lost(watch)
+                return
             decision = await watch.tick()
+        except LeaseLost:
+            self._lost(watch)
+            return
         except WatchdogError as exc:  # a store or config failure: logged, retried next tick
             log.error("tick.failed", watch=watch_id, error=str(exc))
+            return
+        except Exception as exc:  # a bug: reported, logged redacted, the next tick retries
+            selfmonitor.capture(exc)
+            log.exception("tick.crashed", watch=watch_id)
             return
         finally:
             self._in_flight.discard(task)
@@ -207,11 +402,15 @@ class Watchdog:
         if watch.closed:
             await self._finished(watch)
 
-    async def _finished(self, watch: Watch) -> None:
+    def _unschedule(self, watch: Watch) -> None:
         self._watches.pop(watch.record.id, None)
         if self._scheduler.get_job(watch.record.id):
             self._scheduler.remove_job(watch.record.id)
         self.metrics.active_watches.set(len(self._watches))
+
+    async def _finished(self, watch: Watch) -> None:
+        self._unschedule(watch)
+        await self.store.release_lease(f"watch:{watch.record.id}", self.owner)
         for action in await self.store.actions(watch.record.id):
             if action.kind == "rollback":
                 self.metrics.rollbacks.labels(action.provider, str(action.status)).inc()
@@ -220,22 +419,25 @@ class Watchdog:
 
     async def announce(self, deployment: Deployment) -> WatchRecord:
         """Watch ``deployment`` (once, however often it is announced). An open watch of an
-        earlier deployment of the target is superseded; the new one goes back to what the old
-        one would have, since the old one was never proven good."""
+        earlier deployment of the target is superseded (unless it is rolling back); the new
+        one goes back to what the old one would have, since the old one was never proven
+        good."""
         settings = self.config.settings
         if deployment.target not in self._contexts:
             raise ConfigError(
                 f"target {deployment.target!r}: expected one of {', '.join(self._contexts)}"
             )
-        for old in [
-            w
-            for w in self._watches.values()
-            if w.record.target == deployment.target and w.record.deployment_id != deployment.id
-        ]:
-            if deployment.previous_id is None:
-                deployment = replace(deployment, previous_id=old.deployment.previous_id)
-            await old.supersede(deployment.id)
-            await self._finished(old)
+        older = [
+            record
+            for record in await self.store.open_watches()
+            if record.target == deployment.target
+            and record.deployment_id != deployment.id
+            and record.state not in _BUSY
+        ]
+        for record in older:
+            old = await self.store.deployment(record.target, record.deployment_id)
+            if deployment.previous_id is None and old is not None:
+                deployment = replace(deployment, previous_id=old.previous_id)
         watch = await Watch.start(
             self._contexts[deployment.target],
             deployment,
@@ -243,30 +445,36 @@ class Watchdog:
             interval=settings.watch.interval,
             dry_run=settings.dry_run,
         )
+        # Only now that the new watch is stored: another replica's closes at its next claim.
+        for record in older:
+            if record.id in self._watches:
+                await self._watches[record.id].supersede(deployment.id)
+                await self._finished(self._watches[record.id])
         if not watch.closed and watch.record.id not in self._watches:
-            self._schedule(watch)
+            # Announced through several replicas, it is watched by the one holding the lease.
+            watch.lease = await self._lease(watch)
+            if watch.lease is not None:
+                self._schedule(watch)
         return watch.record
-
-    def _open(self, watch_id: str) -> Watch:
-        watch = self._watches.get(watch_id)
-        if watch is None:
-            raise UnknownWatch(watch_id)
-        return watch
 
     async def hold(self, watch_id: str) -> WatchRecord:
-        watch = self._open(watch_id)
-        await watch.hold()
-        return watch.record
-
-    async def ack(self, watch_id: str) -> WatchRecord:
-        record = await self.store.watch(watch_id)
+        """No automatic action on the open watch (whichever replica ticks it) from now on."""
+        record = await self.store.hold_watch(watch_id)
         if record is None:
             raise UnknownWatch(watch_id)
-        if record.acknowledged_at is None:
-            record = replace(record, acknowledged_at=self._clock.now())
-            await self.store.update_watch(record)
-            if watch_id in self._watches:
-                self._watches[watch_id].record = record
+        if watch_id in self._watches:
+            self._watches[watch_id].record = replace(self._watches[watch_id].record, held=True)
+        return record
+
+    async def ack(self, watch_id: str) -> WatchRecord:
+        """People took the watch over: its escalation stops (the first ack's time is kept)."""
+        record = await self.store.acknowledge_watch(watch_id, self._clock.now())
+        if record is None:
+            raise UnknownWatch(watch_id)
+        if watch_id in self._watches:
+            self._watches[watch_id].record = replace(
+                self._watches[watch_id].record, acknowledged_at=record.acknowledged_at
+            )
         return record
 
     async def raise_signal(

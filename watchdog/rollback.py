@@ -47,6 +47,7 @@ class _Run:
     runner: ActionRunner
     client: httpx.AsyncClient
     reason: str
+    watch_id: str | None = None  # the watch that decided it, when one did
 
     providers: dict[str, RollbackProvider] = field(default_factory=dict)
 
@@ -66,7 +67,7 @@ class _Run:
         return await self.runner.rollback(
             self.provider(target),
             plan,
-            watch_id=None,
+            watch_id=self.watch_id,
             reason=self.reason,
             timeout=live_timeout(config),
         )
@@ -92,15 +93,23 @@ async def manual_rollback(
     reason: str,
     dry_run: bool,
     confirm: Callable[[Plan], bool],
+    watch_id: str | None = None,
 ) -> Outcome:
-    """Plan; stop there on a dry run or when ``confirm`` says no; else roll back and verify."""
+    """Plan; stop there on a dry run or when ``confirm`` says no; else roll back and verify.
+    ``watch_id`` names the watch that decided it, so its actions show in its summary."""
     if target == ALL:
         return await _full_rollback(
-            settings, store=store, clock=clock, reason=reason, dry_run=dry_run, confirm=confirm
+            settings,
+            store=store,
+            clock=clock,
+            reason=reason,
+            dry_run=dry_run,
+            confirm=confirm,
+            watch_id=watch_id,
         )
     started = clock.now()
     async with httpx.AsyncClient(timeout=settings.watch.probe_timeout.total_seconds()) as client:
-        run = _Run(settings, clock, ActionRunner(store, clock), client, reason)
+        run = _Run(settings, clock, ActionRunner(store, clock), client, reason, watch_id)
         live, plan = await run.plan(target, to)
 
         def summary(
@@ -162,6 +171,7 @@ async def _full_rollback(
     reason: str,
     dry_run: bool,
     confirm: Callable[[Plan], bool],
+    watch_id: str | None,
 ) -> Outcome:
     """Flags off, then each target in ``rollback_order``; stop at the first step that fails
     (what is left is for people, and the summary says where it stopped)."""
@@ -187,7 +197,7 @@ async def _full_rollback(
         )
 
     async with httpx.AsyncClient(timeout=settings.watch.probe_timeout.total_seconds()) as client:
-        run = _Run(settings, clock, ActionRunner(store, clock), client, reason)
+        run = _Run(settings, clock, ActionRunner(store, clock), client, reason, watch_id)
         plans = [(target, *await run.plan(target, None)) for target in order]
         blocked = [(t, p.problem) for t, _, p in plans if p.to is None]
         if blocked:
@@ -212,7 +222,7 @@ async def _full_rollback(
                     reason=reason,
                     target=ALL,
                     deployment_id=f"full-{started:%Y%m%dT%H%M%SZ}",
-                    watch_id=None,
+                    watch_id=watch_id,
                 )
                 actions.append(action_json(record, 60))
                 if record.status is not ActionStatus.DONE:

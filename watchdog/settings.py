@@ -34,6 +34,7 @@ from watchdog.configfile import EnvRef, KeyPath
 from watchdog.durations import format_duration
 from watchdog.errors import ConfigError
 from watchdog.rules.schema import Duration, RuleSet
+from watchdog.schedule import cron_fields
 from watchdog.secrets import Secret
 
 DEFAULT_CONFIG = Path("config/watchdog.yaml")
@@ -87,6 +88,11 @@ class ApiConfig(Model):
         description="HOST:PORT the daemon's HTTP API binds to",
     )
     token: Secret | None = Field(default=None, description="bearer token for mutating calls")
+    public_url: HttpUrl | None = Field(
+        default=None,
+        description="where people reach this API (behind a proxy, say), for links in "
+        "notifications; default http://<listen>",
+    )
 
 
 class WebhooksConfig(Model):
@@ -141,6 +147,25 @@ class SentryConfig(Model):
 
 class SlackConfig(Model):
     webhook_url: Secret
+
+
+class WebhookNotify(Model):
+    """A generic JSON webhook told of every notification: POST {"kind", "text", "data"}."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="names this webhook in logs and in the outbox (as webhook:NAME)",
+    )
+    url: Secret = Field(description="where to POST; a secret, as such URLs often hold a token")
+    token: Secret | None = Field(default=None, description="sent as Authorization: Bearer …")
+
+
+def _unique_names(webhooks: list[WebhookNotify]) -> list[WebhookNotify]:
+    names = [w.name for w in webhooks]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"expected each webhook's name once, found {', '.join(twice)} twice")
+    return webhooks
 
 
 class VerifyConfig(Model):
@@ -354,9 +379,31 @@ class FullRollback(Model):
     )
 
 
+def _drill_schedule(schedule: str) -> str:
+    cron_fields(schedule)
+    return schedule
+
+
 class Drills(Model):
-    target: str
-    schedule: str = "last fri 15:00"
+    """The runbook's monthly rollback drill (``watchdog drill``), on a staging target, never
+    production: ``bad_deployment`` is made live there and the watchdog must roll it back on
+    its own within the runbook's 5 minutes."""
+
+    target: str = Field(description="the staging target drills run on")
+    schedule: Annotated[str, AfterValidator(_drill_schedule)] = Field(
+        default="last fri 15:00",
+        description="when the daemon runs the drill, in UTC: '<day> HH:MM', the day written as "
+        "a cron day field ('last fri', '1st mon', '15')",
+    )
+    bad_deployment: str | None = Field(
+        default=None,
+        description="id of a known-bad deployment of the target, made live for the drill "
+        "(needed to run one)",
+    )
+    reports: Path = Field(
+        default=Path("incidents/drills"),
+        description="where drill reports are written: YYYY-MM-DD-drill-<target>.md",
+    )
 
 
 class Settings(BaseSettings):
@@ -375,6 +422,9 @@ class Settings(BaseSettings):
     rules: Path = Path("config/rules.yaml")
     sentry: SentryConfig | None = None
     slack: SlackConfig | None = None
+    notify_webhooks: Annotated[list[WebhookNotify], AfterValidator(_unique_names)] = Field(
+        default_factory=list
+    )
     incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     targets: dict[str, Target] = Field(min_length=1)

@@ -110,5 +110,6 @@ async def watch_summary(
         closed_at=record.closed_at,
         actions=[action_json(a, 60 if a.kind.endswith("_flag") else seconds) for a in actions],
         verification=verification,
+        incident_report=record.incident_report,
         explanation=record.explanation,
     )

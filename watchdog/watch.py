@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import structlog
 
 from watchdog.actions import ActionRunner
 from watchdog.clock import Clock
+from watchdog.durations import format_elapsed
 from watchdog.errors import SignalError, WatchdogError
 from watchdog.model import Decision, Deployment, Reading, Scope, Verdict
 from watchdog.probe import target_sources
@@ -33,9 +34,15 @@ from watchdog.rules.schema import RuleSet
 from watchdog.settings import Settings
 from watchdog.signals import database
 from watchdog.signals.base import ProbeError, SignalSource, SourceHealth, read_all
-from watchdog.signals.latency import LatencyHistory
 from watchdog.store.base import StateStore
-from watchdog.store.records import ActionStatus, Outcome, WatchRecord, WatchState
+from watchdog.store.records import (
+    ActionRecord,
+    ActionStatus,
+    Lease,
+    Outcome,
+    WatchRecord,
+    WatchState,
+)
 from watchdog.verify import Sleep, verify
 
 log = structlog.get_logger("watchdog.watch")
@@ -48,6 +55,18 @@ _CLOSING = {
     Verdict.MONITOR: Outcome.MONITOR,
     Verdict.INCONCLUSIVE: Outcome.INCONCLUSIVE,
 }
+
+# What people are told (``Context.notify``) when a watch closes, by outcome.
+_TOLD_AT_CLOSE = {
+    Outcome.ROLLBACK_FAILED: "rollback_failed",
+    Outcome.WOULD_ROLL_BACK: "would_roll_back",
+    Outcome.INCONCLUSIVE: "watchdog_blind",
+    Outcome.MONITOR: "consider_rollback",
+}
+# ... and when a tick decides, by verdict (once per watch: the outbox keys them).
+_TOLD_AT_TICK = {Verdict.MONITOR: "consider_rollback", Verdict.INCONCLUSIVE: "watchdog_blind"}
+
+Notify = Callable[[WatchRecord, str], Awaitable[None]]
 
 
 @dataclass
@@ -65,6 +84,8 @@ class Context:
     health: SourceHealth | None = None
     sleep: Sleep = asyncio.sleep  # verification waits with it; tests move their clock instead
     on_probe_error: Callable[[ProbeError], None] | None = None  # the daemon counts them
+    # Told each state change people must hear of (``rollback_started``…), after it is stored.
+    notify: Notify | None = None
 
 
 class Watch:
@@ -72,6 +93,9 @@ class Watch:
         self.ctx = ctx
         self.record = record
         self.deployment = deployment
+        # Set by a daemon sharing the store with other replicas: every write of the watch and
+        # every action is fenced by it, so a replica that lost the watch writes nothing.
+        self.lease: Lease | None = None
         self._log = log.bind(watch=record.id, target=record.target, deployment=deployment.id)
 
     @classmethod
@@ -124,6 +148,14 @@ class Watch:
         """One tick at the clock's time; None once the watch is closed."""
         if self.closed:
             return None
+        stored = await self.ctx.store.watch(self.record.id)
+        if stored is not None:  # a hold or an ack may have come through any replica
+            self.record = replace(
+                self.record, held=stored.held, acknowledged_at=stored.acknowledged_at
+            )
+        if self.record.state in (WatchState.ACTING, WatchState.VERIFYING):
+            await self._carry_on()  # a restart came in the middle of acting
+            return None
         now = self.ctx.clock.now()
         settings = self.ctx.settings
         probe = await read_all(
@@ -143,6 +175,8 @@ class Watch:
             readings=len(probe.readings),
             errors=len(probe.errors),
         )
+        if decision.verdict in _TOLD_AT_TICK:
+            await self._tell(_TOLD_AT_TICK[decision.verdict])
         if decision.verdict is Verdict.ROLLBACK and not self.record.held:
             await self._roll_back(decision)
         elif (
@@ -160,9 +194,6 @@ class Watch:
         """A newer deployment of the target replaced this one before the window ended."""
         await self._close(Outcome.SUPERSEDED, explanation=f"superseded by deployment {by}")
 
-    async def hold(self) -> None:
-        """No automatic action on this watch from now on; it still reads and decides."""
-        await self._save(held=True)
 
     async def _roll_back(self, decision: Decision) -> None:
         await self._save(
@@ -175,10 +206,11 @@ class Watch:
             self._log.warning("rollback.would_execute", rule=decision.rule)
             await self._close(Outcome.WOULD_ROLL_BACK)
             return
+        await self._tell("rollback_started")
         if decision.scope is Scope.FULL:
             await self._full_rollback(decision)
             return
-        runner = ActionRunner(self.ctx.store, self.ctx.clock)
+        runner = ActionRunner(self.ctx.store, self.ctx.clock, fence=self.lease)
         plan = await runner.plan(
             self.ctx.provider, self.record.target, self.deployment.id, self.deployment.previous_id
         )
@@ -195,14 +227,32 @@ class Watch:
         if action.status is not ActionStatus.DONE or action.to is None:
             await self._close(Outcome.ROLLBACK_FAILED, explanation=action.error)
             return
-        await self._save(state=WatchState.VERIFYING)
-        serving = Deployment(
-            target=self.record.target,
-            id=action.to,
-            release=action.to_release,
-            deployed_at=action.finished_at or self.ctx.clock.now(),
-        )
-        await self._verify_and_close(serving)
+        await self._verify_rollback(action)
+
+    async def _carry_on(self) -> None:
+        """Finish what a crash interrupted, from what the store says was done, whatever the
+        window: the rollback is never sent twice (the store refuses a second action), and a
+        rollback that was done is still verified."""
+        actions = [a for a in await self.ctx.store.actions(self.record.id) if a.kind == "rollback"]
+        if not actions:  # the crash came before anything was sent: decide and act again
+            decisions = await self.ctx.store.decisions(self.record.id)
+            decision = next(d for d in reversed(decisions) if d.verdict is Verdict.ROLLBACK)
+            await self._roll_back(decision)
+            return
+        if any(a.status is ActionStatus.FAILED for a in actions):
+            failed = next(a for a in actions if a.status is ActionStatus.FAILED)
+            await self._close(Outcome.ROLLBACK_FAILED, explanation=failed.error)
+            return
+        if any(a.status is ActionStatus.INTENDED for a in actions):
+            if self.ctx.clock.now() >= self.record.closes_at + live_timeout(
+                self.ctx.settings.targets[self.record.target].provider
+            ):
+                await self._close(
+                    Outcome.ROLLBACK_FAILED,
+                    explanation="the rollback was sent but the provider never confirmed it",
+                )
+            return  # the daemon reconciles it with the provider; look again next tick
+        await self._verify_rollback(actions[-1])
 
     async def _full_rollback(self, decision: Decision) -> None:
         outcome = await manual_rollback(
@@ -214,6 +264,7 @@ class Watch:
             reason=decision.explanation,
             dry_run=False,
             confirm=lambda plan: True,
+            watch_id=self.record.id,
         )
         checks = (outcome.summary.get("verification") or {}).get("checks", [])
         await self._close(
@@ -224,7 +275,16 @@ class Watch:
             verification=tuple((c["name"], c["passed"], c.get("detail", "")) for c in checks),
         )
 
-    async def _verify_and_close(self, serving: Deployment) -> None:
+    async def _verify_rollback(self, action: ActionRecord) -> None:
+        """Verify what the done ``action`` went back to, and close."""
+        assert action.to is not None
+        await self._save(state=WatchState.VERIFYING)
+        serving = Deployment(
+            target=action.target,
+            id=action.to,
+            release=action.to_release,
+            deployed_at=action.finished_at or self.ctx.clock.now(),
+        )
         result = await verify(
             self.ctx.settings,
             serving,
@@ -241,7 +301,7 @@ class Watch:
     async def _disable_flag(self, decision: Decision) -> None:
         assert self.ctx.flags is not None
         assert decision.flag is not None
-        action = await ActionRunner(self.ctx.store, self.ctx.clock).flag(
+        action = await ActionRunner(self.ctx.store, self.ctx.clock, fence=self.lease).flag(
             self.ctx.flags,
             decision.flag,
             enable=False,
@@ -254,6 +314,7 @@ class Watch:
             await self._save(
                 decided_at=decision.at, rule=decision.rule, explanation=decision.explanation
             )
+            await self._tell("flag_disabled")
 
     async def _close_at_end(self, readings: Sequence[Reading]) -> None:
         """The window is over: the verdict it ends with (blind is never healthy)."""
@@ -283,10 +344,27 @@ class Watch:
             verification=verification,
         )
         self._log.info("watch.closed", outcome=str(outcome))
+        if outcome is Outcome.ROLLED_BACK:
+            checks = verification or ()
+            await self._tell(
+                "rollback_executed" if all(p for _, p, _ in checks) else "verification_failed"
+            )
+        elif outcome in _TOLD_AT_CLOSE:
+            await self._tell(_TOLD_AT_CLOSE[outcome])
 
     async def _save(self, **changes: object) -> None:
-        self.record = replace(self.record, **changes)  # type: ignore[arg-type]
-        await self.ctx.store.update_watch(self.record)
+        record = replace(self.record, **changes)  # type: ignore[arg-type]
+        await self.ctx.store.update_watch(record, self.lease)
+        self.record = record
+
+    async def _tell(self, kind: str) -> None:
+        """Queue word of a stored change; failing to never undoes or stops the watch."""
+        if self.ctx.notify is None:
+            return
+        try:
+            await self.ctx.notify(self.record, kind)
+        except WatchdogError as exc:
+            self._log.error("notify.queue_failed", kind=kind, error=str(exc))
 
     async def _row_counts(self) -> dict[str, int]:
         target = self.ctx.settings.targets[self.record.target]
@@ -303,6 +381,27 @@ class Watch:
             return {}
 
 
+def progress_line(decision: Decision, closes_at: datetime) -> str:
+    """One tick of a foreground watch, as ``watchdog watch`` prints it."""
+    left = format_elapsed(max(timedelta(0), closes_at - decision.at))
+    return f"{decision.at:%H:%M:%S}  {decision.verdict!s:<13} {decision.explanation}  ({left} left)"
+
+
+async def watch_until_closed(
+    watch: Watch, clock: Clock, sleep: Sleep, on_decision: Callable[[Decision], None]
+) -> None:
+    """Tick ``watch`` on its interval until it closes (a foreground watch, in process)."""
+    ticks = 0
+    while not watch.closed:
+        decision = await watch.tick()
+        ticks += 1
+        if decision is not None:
+            on_decision(decision)
+        if not watch.closed:
+            due = watch.record.started_at + ticks * watch.record.interval
+            await sleep(max(0.0, (due - clock.now()).total_seconds()))
+
+
 @asynccontextmanager
 async def target_context(
     settings: Settings,
@@ -316,7 +415,7 @@ async def target_context(
     used (one per outside service, kept across ticks)."""
     timeout = settings.watch.probe_timeout.total_seconds()
     async with (
-        target_sources(settings, target, clock, LatencyHistory(), store) as sources,
+        target_sources(settings, target, clock, store=store) as sources,
         httpx.AsyncClient(timeout=timeout) as client,
     ):
         flags = build_flag_switch(settings.flags, client) if settings.flags else None

@@ -165,12 +165,27 @@ def test_an_error_spike_is_rolled_back_exactly_once_and_verified(
 ) -> None:
     daemon = write_config().start()
     daemons.append(daemon)
-    summary = daemon.closed(daemon.announce())
+    watch_id = daemon.announce()
+    summary = daemon.closed(watch_id)
     assert summary["verdict"] == "rolled_back", summary
     assert summary["actions"][0]["status"] == "done"
     assert summary["verification"]["passed"] is True
     assert sandbox.backend.count("rollback") == 1
     assert sandbox.app.live == GOOD_RELEASE
+    # Then people are told, and the post-mortem is written with its chart.
+    report = wait_for(
+        lambda: daemon.summary(watch_id)["incident_report"], 20, "the post-mortem"
+    )
+    markdown = Path(report)
+    assert markdown.read_text().startswith(f"<!-- watch: {watch_id} -->")
+    assert markdown.with_suffix(".svg").read_text().lstrip().startswith("<?xml")
+    texts = wait_for(
+        lambda: (t := [m["text"] for m in sandbox.channel.messages()]) and len(t) >= 2 and t,
+        20,
+        "two Slack messages",
+    )
+    assert texts[0].startswith("🔄 Rolling back"), texts
+    assert any("dep-2" in text for text in texts[1:])
     code, seconds, _ = daemon.stop()
     assert (code, seconds < 10) == (0, True)
 

@@ -3,9 +3,11 @@ in the Slack stand-in at its time, never twice, across a daemon restart, until a
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from tests.conftest import Runner
 from tests.notify.story import rolled_back
 from tests.test_api import WITH_TOKEN, running
 from watchdog.clock import ManualClock
@@ -95,3 +97,32 @@ def test_due_steps_counts_every_level_from_the_incidents_start() -> None:
     assert names == ["on-call", "lead"]
     assert due_steps(chain, start, None, {"on-call", "lead"}, start + timedelta(hours=1)) == []
     assert due_steps(chain, start, start, set(), start + timedelta(hours=1)) == []
+
+
+async def test_watchdog_ack_stops_the_chain_from_the_command_line(
+    tmp_path: Path, sandbox: stack.Stack, store: SqlStore, run_watchdog: Runner
+) -> None:
+    story = await rolled_back(store)
+    path = tmp_path / "escalating.yaml"
+    with_chain(tmp_path, sandbox)
+    done = await asyncio.to_thread(run_watchdog, "ack", story.watch.id, "--config", str(path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{story.watch.id}: acknowledged at ")
+    record = await store.watch(story.watch.id)
+    assert record is not None
+    assert record.acknowledged_at is not None
+    unknown = await asyncio.to_thread(run_watchdog, "ack", "nope", "--config", str(path))
+    assert (unknown.returncode, unknown.stderr) == (1, "watchdog: no watch nope\n")
+
+
+def test_a_drill_day_the_scheduler_cannot_read_fails_config_check(
+    tmp_path: Path, sandbox: stack.Stack, run_watchdog: Runner
+) -> None:
+    path = tmp_path / "drills.yaml"
+    path.write_text(
+        sandbox.config(tmp_path) + 'drills: {target: backend, schedule: "last fry 15:00"}\n'
+    )
+    done = run_watchdog("config", "check", "--config", str(path))
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"watchdog: {path}: drills.schedule: ")
+    assert "fry" in done.stderr

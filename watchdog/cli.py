@@ -15,13 +15,17 @@ from typing import Any
 
 import httpx
 
-from watchdog import configcheck, logs, probe
+from watchdog import configcheck, demo, logs, probe
 from watchdog import evaluate as evaluate_cmd
 from watchdog.actions import ActionRunner, Plan
 from watchdog.clock import SystemClock
-from watchdog.durations import format_duration, format_elapsed, parse_duration
+from watchdog.daemon import drill_trigger
+from watchdog.drill import DrillReport, report_json, run_drill
+from watchdog.durations import format_duration, parse_duration
 from watchdog.errors import ConfigError, WatchdogError
-from watchdog.model import Deployment
+from watchdog.followup import Followup
+from watchdog.model import Decision, Deployment
+from watchdog.notify.registry import build_notifiers
 from watchdog.providers.registry import build_flag_switch, build_provider
 from watchdog.readings import parse_time
 from watchdog.rollback import Outcome, manual_rollback
@@ -36,9 +40,9 @@ from watchdog.settings import (
 )
 from watchdog.store import opened
 from watchdog.store.records import ActionRecord, ActionStatus
-from watchdog.summary import action_json, verification_json, watch_summary
+from watchdog.summary import action_json, iso, verification_json, watch_summary
 from watchdog.verify import Verification, verify
-from watchdog.watch import Context, Watch, target_context
+from watchdog.watch import Context, Watch, progress_line, target_context, watch_until_closed
 
 EXIT_OK, EXIT_TROUBLE, EXIT_USAGE = 0, 1, 2
 
@@ -63,6 +67,8 @@ def _config_path(args: argparse.Namespace) -> Path:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     config = load_config(_config_path(args))
+    if config.settings.drills is not None:
+        drill_trigger(config)  # the scheduler's own reading of the drill day
     if args.json:
         print(json.dumps(configcheck.report_json(config), indent=2))
     else:
@@ -279,7 +285,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
         async with (
             opened(settings.state.url.reveal()) as store,
             target_context(settings, loaded.rules, store, clock, args.target) as ctx,
+            httpx.AsyncClient(timeout=10) as client,
         ):
+            followup = Followup(loaded, store, clock, build_notifiers(settings, client))
+            ctx.notify = followup.notify
             deployment = await _deployment_to_watch(args, ctx, clock)
             watch = await Watch.start(
                 ctx,
@@ -288,21 +297,16 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 interval=interval,
                 dry_run=args.dry_run or settings.dry_run,
             )
-            ticks = 0
-            while not watch.closed:
-                decision = await watch.tick()
-                ticks += 1
-                if decision is not None and not args.json:
-                    left = format_elapsed(max(timedelta(0), watch.record.closes_at - decision.at))
-                    print(
-                        f"{decision.at:%H:%M:%S}  {decision.verdict!s:<13} "
-                        f"{decision.explanation}  ({left} left)",
-                        flush=True,
-                    )
-                if not watch.closed:
-                    due = watch.record.started_at + ticks * interval
-                    await asyncio.sleep(max(0.0, (due - clock.now()).total_seconds()))
-            return await watch_summary(store, settings, watch.record)
+
+            def show(decision: Decision) -> None:
+                if not args.json:
+                    print(progress_line(decision, watch.record.closes_at), flush=True)
+
+            await watch_until_closed(watch, clock, asyncio.sleep, show)
+            # Tell people and write the post-mortem now; only the daemon escalates later.
+            await followup.run()
+            record = await store.watch(watch.record.id)
+            return await watch_summary(store, settings, record or watch.record)
 
     summary = asyncio.run(run())
     _print_summary(summary, args.json)
@@ -366,6 +370,75 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{w['verdict']:<16} {w['rule'] or ''}"
         )
     return EXIT_OK
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    loaded = _config_for(args)
+    settings = loaded.settings
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    async def run() -> DrillReport:
+        async with (
+            opened(settings.state.url.reveal()) as store,
+            httpx.AsyncClient(timeout=settings.watch.probe_timeout.total_seconds()) as client,
+        ):
+            return await run_drill(
+                loaded,
+                store,
+                SystemClock(),
+                target=args.target,
+                notifiers=build_notifiers(settings, client),
+                progress=None if args.json else say,
+            )
+
+    report = asyncio.run(run())
+    if args.json:
+        print(json.dumps(report_json(report), indent=2))
+    else:
+        print(f"drill {'PASSED' if report.passed else 'FAILED'}: {report.headline()}")
+        for line in report.undelivered:
+            print(f"  not delivered: {line}")
+        print(f"report: {report.path}")
+    return EXIT_OK if report.passed else EXIT_TROUBLE
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    settings = _settings_for(args)
+    if args.api:
+        token = settings.api.token
+        if token is None:
+            raise ConfigError("api.token: expected a token to acknowledge through --api")
+        try:
+            response = httpx.post(
+                f"{args.api.rstrip('/')}/api/watches/{args.watch_id}/ack",
+                headers={"Authorization": f"Bearer {token.reveal()}"},
+            )
+        except httpx.HTTPError as exc:
+            raise WatchdogError(f"--api {args.api}: the daemon did not answer: {exc}") from exc
+        if response.status_code == 404:
+            raise WatchdogError(f"no watch {args.watch_id}")
+        if response.is_error:
+            raise WatchdogError(f"--api {args.api}: {response.status_code} {response.text}")
+        acknowledged_at = response.json()["acknowledged_at"]
+    else:
+
+        async def ack() -> str | None:
+            async with opened(settings.state.url.reveal()) as store:
+                record = await store.acknowledge_watch(args.watch_id, SystemClock().now())
+            if record is None:
+                raise WatchdogError(f"no watch {args.watch_id}")
+            return iso(record.acknowledged_at)
+
+        acknowledged_at = asyncio.run(ack())
+    print(f"{args.watch_id}: acknowledged at {acknowledged_at}; escalation stopped")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    result = demo.run(demo.workspace(args.keep), sys.stdout, as_json=args.json)
+    return EXIT_OK if result.ok else EXIT_TROUBLE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -477,6 +550,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     st.set_defaults(func=cmd_status)
 
+    ak = verbs.add_parser(
+        "ack",
+        parents=[common],
+        help="acknowledge a watch's incident: stops its escalation",
+        description="Acknowledge WATCH_ID: people have it, so the escalation chain stops. "
+        "Through the state store, or with --api through a running daemon (using api.token). "
+        "Acknowledging again keeps the first time.",
+    )
+    ak.add_argument("watch_id", metavar="WATCH_ID", help="the watch's id (see `status`)")
+    ak.add_argument("--api", metavar="URL", help="the daemon to ask, e.g. http://127.0.0.1:8080")
+    ak.set_defaults(func=cmd_ack)
+
     wa = verbs.add_parser(
         "watch",
         parents=[common],
@@ -543,6 +628,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     vf.add_argument("target", metavar="TARGET")
     vf.set_defaults(func=cmd_verify)
+
+    dr = verbs.add_parser(
+        "drill",
+        parents=[common],
+        help="a rollback drill on a staging target, timed against the runbook",
+        description="The runbook's monthly rollback drill on TARGET (staging, never "
+        "production): make drills.bad_deployment live, watch it (watch.window, a tick every "
+        "watch.interval) until the watchdog detects it and rolls back on its own, time each "
+        "phase against the 5-minute target, run the verification checklist, write the report "
+        "to drills.reports and post it to the configured notifiers. When the watchdog does not "
+        "roll back, the drill puts the known-good deployment back itself. Exit 0 when the "
+        "drill passed, 1 when it failed.",
+    )
+    dr.add_argument("target", metavar="TARGET", nargs="?", help="default: drills.target")
+    dr.set_defaults(func=cmd_drill)
+
+    de = verbs.add_parser(
+        "demo",
+        help="see a bad deploy caught, rolled back, verified and reported, on this machine",
+        description="Start the sandbox (a toy app, Sentry, Render and Slack stand-ins) on "
+        "loopback and the daemon with its API in this process, then play CI: deploy a good "
+        "release, which is watched and closes healthy, then a bad one, which is detected, "
+        "rolled back through Render, verified, told to Slack and written up with a chart. "
+        "Needs no configuration, credentials or network beyond loopback; takes about half a "
+        "minute. Exit 0 when everything happened as it should, 1 otherwise (saying what).",
+    )
+    de.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="write the state, config, log and incident report here (a new or empty "
+        "directory; default: a new temporary directory)",
+    )
+    de.add_argument(
+        "--json", action="store_true", help="print only a machine-readable summary at the end"
+    )
+    de.set_defaults(func=cmd_demo)
 
     fl = verbs.add_parser("flags", help="the feature-flag kill switch")
     fl_verbs = fl.add_subparsers(dest="flags_verb", required=True, metavar="ACTION")

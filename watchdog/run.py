@@ -30,9 +30,10 @@ from watchdog.store import open_store
 log = structlog.get_logger("watchdog.run")
 
 
-class _Server(uvicorn.Server):
-    """uvicorn, leaving the process's signals to the daemon (uvicorn would re-raise SIGTERM
-    after it stops, killing the process before the ticks in flight are stored)."""
+class QuietServer(uvicorn.Server):
+    """uvicorn, leaving the process's signals to its owner: the daemon (uvicorn would re-raise
+    SIGTERM after it stops, killing the process before the ticks in flight are stored), or the
+    demo (Ctrl-C stops the whole demo, not just the API)."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -62,7 +63,7 @@ async def run(loaded: LoadedConfig, config_path: Path) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, int(port)))
-    server = _Server(
+    server = QuietServer(
         uvicorn.Config(
             create_api(daemon, clock=clock), lifespan="off", log_level="warning", access_log=False
         )

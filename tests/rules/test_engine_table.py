@@ -400,3 +400,10 @@ def test_latency_monitor_alerts_again_after_fifteen_minutes() -> None:
 def test_blind_watch_says_how_long_it_has_been_blind() -> None:
     decision = decide(RULES, DEPLOY, errs([0.0004]), at(4), TICK)
     assert decision.explanation.startswith("no error_rate reading for 45s (3 intervals of 15s)")
+
+
+def test_a_reading_two_branches_of_an_any_match_is_explained_once() -> None:
+    flows = [metric(t, "flow", 0, flow="auth", critical="true") for t in (1, 2)]
+    decision = decide(RULES, DEPLOY, healthy_background(range(1, 3)) + flows, at(2), TICK)
+    assert decision.rule == "critical-flow-broken"
+    assert decision.explanation.count("is 0 for 2 readings") == 1, decision.explanation

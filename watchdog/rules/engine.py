@@ -327,7 +327,8 @@ def decide(
         verdict=best.verdict,
         at=now,
         rule=best.rule.name,
-        explanation="; ".join(hit.text for hit in best.hits) + best.suffix,
+        # Branches of an any: that matched the same reading say it once.
+        explanation="; ".join(dict.fromkeys(hit.text for hit in best.hits)) + best.suffix,
         evidence=evidence,
         urgency=best.urgency,
         deadline=best.deadline,

@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -284,8 +285,16 @@ def render_webhook(
             "status": "succeeded" if event.succeeded else "failed",
         },
     }
+    return signed_delivery(payload, secret=secret, msg_id=msg_id, at=now)
+
+
+def signed_delivery(
+    payload: Mapping[str, Any], *, secret: str, msg_id: str, at: datetime
+) -> Delivery:
+    """``payload`` as Render POSTs it at ``at`` (Standard Webhooks): ``webhook-id``,
+    ``webhook-timestamp`` in unix seconds and ``webhook-signature``."""
     body = json.dumps(payload, separators=(",", ":")).encode()
-    timestamp = math.floor(now.timestamp())
+    timestamp = math.floor(at.timestamp())
     headers = {
         "content-type": "application/json",
         "webhook-id": msg_id,

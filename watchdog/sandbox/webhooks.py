@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import httpx
 
 from watchdog.sandbox.deployments import Delivery
-from watchdog.sandbox.render import render_signature
+from watchdog.sandbox.render import signed_delivery
 from watchdog.sandbox.vercel import vercel_signature
 
 HOOK_ID = 492817335
@@ -46,15 +45,7 @@ def render(payload: Mapping[str, Any], *, secret: str, msg_id: str, at: datetime
     """``payload`` as Render POSTs it at ``at`` (Standard Webhooks): ``webhook-id``,
     ``webhook-timestamp`` in unix seconds and ``webhook-signature``, keyed with the
     base64-decoded ``whsec_`` secret."""
-    body = _json(payload)
-    timestamp = math.floor(at.timestamp())
-    headers = {
-        "content-type": "application/json",
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": render_signature(secret, msg_id, timestamp, body),
-    }
-    return Delivery(body, headers)
+    return signed_delivery(payload, secret=secret, msg_id=msg_id, at=at)
 
 
 def github_signature(secret: str, body: bytes) -> str:

@@ -124,5 +124,6 @@ def test_a_drill_day_the_scheduler_cannot_read_fails_config_check(
     )
     done = run_watchdog("config", "check", "--config", str(path))
     assert done.returncode == 2
-    assert done.stderr.startswith(f"watchdog: {path}: drills.schedule: ")
-    assert "fry" in done.stderr
+    assert done.stderr.startswith(f"watchdog: {path}:")
+    assert "drills.schedule: expected '<day> HH:MM'" in done.stderr
+    assert "'last fry 15:00'" in done.stderr

@@ -151,7 +151,7 @@ class ActionRunner:
             sent = await self._send(provider, plan.to, reason)
             await provider.wait_live(sent, timeout)
         except RollbackError as exc:
-            return await self._after_failure(provider, record, plan.to, exc)
+            return await self._after_failure(provider, record, plan.to, exc, timeout)
         except ConfigError as exc:
             return await self._finish(record, ActionStatus.FAILED, str(exc))
         done = await self._finish(record, ActionStatus.DONE, None, sent.notes)
@@ -175,10 +175,24 @@ class ActionRunner:
         record: ActionRecord,
         to: ProviderDeployment,
         exc: RollbackError,
+        timeout: timedelta,
     ) -> ActionRecord:
-        """The send or the wait failed: look, do not resend."""
+        """The send or the wait failed: look, do not resend. When no answer came, the
+        rollback may still be under way: watch for it as long as it may take to go live."""
         try:
-            serving = await provider.is_serving(to)
+            if exc.answered:
+                serving = await provider.is_serving(to)
+            else:
+                serving = (
+                    await wait_until(
+                        partial(provider.is_serving, to),
+                        clock=self._clock,
+                        sleep=self._sleep,
+                        timeout=timeout,
+                        every=timedelta(seconds=1),
+                    )
+                    is None
+                )
         except (RollbackError, ConfigError):
             serving = False
         if serving:

@@ -43,14 +43,23 @@ class RollbackError(WatchdogError):
 
     ``reached`` is False only when the request provably never reached the provider (the
     connection was refused before anything was sent), the one case where resending is safe.
+    ``answered`` is False when it may have arrived but no answer came (a timeout): the change
+    may still be happening, so the caller watches for it rather than calling it failed.
     """
 
     def __init__(
-        self, provider: str, deployment_id: str | None, message: str, *, reached: bool = True
+        self,
+        provider: str,
+        deployment_id: str | None,
+        message: str,
+        *,
+        reached: bool = True,
+        answered: bool = True,
     ) -> None:
         self.provider = provider
         self.deployment_id = deployment_id
         self.reached = reached
+        self.answered = answered
         super().__init__(f"{provider}: {message}")
 
 

@@ -21,7 +21,7 @@ import uvicorn
 from watchdog import logs, selfmonitor
 from watchdog.api import create_api
 from watchdog.clock import SystemClock
-from watchdog.daemon import Watchdog
+from watchdog.daemon import Watchdog, drill_trigger
 from watchdog.errors import ConfigError
 from watchdog.metrics import Metrics
 from watchdog.settings import LoadedConfig, load_config
@@ -45,6 +45,8 @@ async def run(loaded: LoadedConfig, config_path: Path) -> None:
     if selfmonitor.init_from_env(settings):
         log.info("selfmonitor.enabled")
     host, port = settings.api.listen.rsplit(":", 1)
+    if settings.drills is not None:
+        drill_trigger(loaded)  # a config the scheduler cannot use writes no state
     store = open_store(settings.state.url.reveal())
     clock = SystemClock()
     daemon = Watchdog(loaded, store, clock, Metrics())

@@ -161,13 +161,15 @@ class Watch:
         probe = await read_all(
             self.ctx.sources, self.deployment, now, settings.watch.probe_timeout, self.ctx.health
         )
-        await self.ctx.store.add_readings(self.record.id, probe.readings, probe.errors, now)
+        await self.ctx.store.add_readings(
+            self.record.id, probe.readings, probe.errors, now, self.lease
+        )
         if self.ctx.on_probe_error is not None:
             for error in probe.errors:
                 self.ctx.on_probe_error(error)
         readings = await self.ctx.store.readings(self.record.id)
         decision = decide(self.ctx.rules, self.deployment, readings, now, self.record.interval)
-        await self.ctx.store.add_decision(self.record.id, decision)
+        await self.ctx.store.add_decision(self.record.id, decision, self.lease)
         self._log.info(
             "decision.made",
             verdict=str(decision.verdict),

@@ -368,7 +368,14 @@ async def test_an_action_fenced_by_a_lease_lost_is_refused_and_not_written(
         await store.begin_action(rollback_action(watch_id=watch.id), fence=mine)
     with pytest.raises(LeaseLost):
         await store.update_watch(replace(watch, state=WatchState.ACTING), fence=mine)
+    reading = Reading(T0, "error_rate", 0.02, samples=3000)
+    with pytest.raises(LeaseLost):
+        await store.add_readings(watch.id, [reading], [], T0, fence=mine)
+    with pytest.raises(LeaseLost):
+        await store.add_decision(watch.id, Decision(Verdict.NONE, T0, "ok"), fence=mine)
 
+    assert await store.readings(watch.id) == []
+    assert await store.decisions(watch.id) == []
     assert await store.actions(watch.id) == []
     assert await store.unfinished_actions() == []
     assert await store.watch(watch.id) == watch

@@ -126,6 +126,7 @@ class ProviderHTTP:
                 self.provider,
                 deployment_id,
                 f"request may or may not have arrived: {type(exc).__name__}",
+                answered=False,
             ) from exc
 
     def refused(self, response: httpx.Response, deployment_id: str | None) -> Exception:

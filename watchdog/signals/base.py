@@ -72,7 +72,9 @@ class SourceHealth:
     failing: dict[str, Failure] = field(default_factory=dict)
 
     def note(self, source: str, probe: Probe, **context: object) -> None:
-        first = probe.errors[0] if probe.errors else None
+        # "No data yet" (a release with no baseline) is not a source failing.
+        errors = [e for e in probe.errors if e.failure is not Failure.NO_DATA]
+        first = errors[0] if errors else None
         was = self.failing.get(source)
         if first is not None and was is None:
             self.failing[source] = first.failure

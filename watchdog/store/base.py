@@ -86,14 +86,18 @@ class StateStore(Protocol):
         readings: Sequence[Reading],
         errors: Sequence[ProbeError],
         at: datetime,
+        fence: Lease | None = None,
     ) -> None:
-        """Record one tick's readings and probe errors together."""
+        """Record one tick's readings and probe errors together (fenced as update_watch)."""
 
     async def readings(self, watch_id: str) -> list[Reading]: ...
 
     async def probe_errors(self, watch_id: str) -> list[tuple[datetime, ProbeError]]: ...
 
-    async def add_decision(self, watch_id: str, decision: Decision) -> None: ...
+    async def add_decision(
+        self, watch_id: str, decision: Decision, fence: Lease | None = None
+    ) -> None:
+        """Record one tick's decision (fenced as update_watch)."""
 
     async def decisions(self, watch_id: str) -> list[Decision]: ...
 

@@ -176,11 +176,18 @@ class SqlStore:
         )
 
     async def add_readings(
-        self, watch_id: str, readings: Sequence[Reading], errors: Sequence[ProbeError], at: datetime
+        self,
+        watch_id: str,
+        readings: Sequence[Reading],
+        errors: Sequence[ProbeError],
+        at: datetime,
+        fence: Lease | None = None,
     ) -> None:
         reading_rows = [codec.reading_row(watch_id, r) for r in readings]
         error_rows = [codec.probe_error_row(watch_id, at, e) for e in errors]
         async with self._db.transaction() as tx:
+            if fence is not None:
+                await _hold(tx, fence, None)
             if reading_rows:
                 await tx.run_many(_insert("readings", reading_rows[0]), reading_rows)
             if error_rows:
@@ -198,9 +205,14 @@ class SqlStore:
         )
         return [codec.probe_error(r) for r in rows]
 
-    async def add_decision(self, watch_id: str, decision: Decision) -> None:
+    async def add_decision(
+        self, watch_id: str, decision: Decision, fence: Lease | None = None
+    ) -> None:
         row = codec.decision_row(watch_id, decision)
-        await self._all(_insert("decisions", row), row)
+        async with self._db.transaction() as tx:
+            if fence is not None:
+                await _hold(tx, fence, None)
+            await tx.run(_insert("decisions", row), row)
 
     async def decisions(self, watch_id: str) -> list[Decision]:
         rows = await self._all(

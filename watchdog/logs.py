@@ -109,3 +109,6 @@ def configure(stream: TextIO | None = None, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(logging.WARNING)  # the libraries' info lines are noise here
+    # "skipped: maximum number of running instances" every interval of a long rollback tick:
+    # by design (one tick of a watch at a time), and tick lag is a metric.
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)

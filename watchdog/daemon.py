@@ -200,10 +200,15 @@ class Watchdog:
         for record in records:
             if record.id in self._watches or record.target not in self._contexts:
                 continue
-            watch = await Watch.resume(self._contexts[record.target], record)
-            watch.lease = await self._lease(watch)
-            if watch.lease is None:
+            lease = await self.store.acquire_lease(
+                f"watch:{record.id}", self.owner, record.interval * 2, self._clock.now()
+            )
+            if lease is None:  # another replica holds it
                 continue
+            if lease.token > 1:
+                log.warning("watch.claimed", watch=record.id, token=lease.token)
+            watch = await Watch.resume(self._contexts[record.target], record)
+            watch.lease = lease
             latest = newest[record.target]
             if latest is record or record.state in _BUSY:
                 self._schedule(watch)
@@ -226,8 +231,9 @@ class Watchdog:
                 watch.lease = lease
 
     def _lost(self, watch: Watch) -> None:
-        log.warning("watch.lost", watch=watch.record.id, reason="another replica holds it")
-        self._unschedule(watch)
+        if watch.record.id in self._watches:
+            log.warning("watch.lost", watch=watch.record.id, reason="another replica holds it")
+            self._unschedule(watch)
 
     def _schedule_drill(self, trigger: CronTrigger) -> None:
         self._scheduler.add_job(

@@ -111,9 +111,10 @@ class Watch:
         """Record the deployment and open its watch (or return the open one: announcing a
         deploy twice watches it once), taking the baseline the verification compares with."""
         await ctx.store.save_deployment(deployment)
+        new_id = uuid.uuid4().hex
         opened = await ctx.store.open_watch(
             WatchRecord(
-                id=uuid.uuid4().hex,
+                id=new_id,
                 target=deployment.target,
                 deployment_id=deployment.id,
                 state=WatchState.BASELINE,
@@ -125,7 +126,7 @@ class Watch:
         )
         stored = await ctx.store.deployment(deployment.target, deployment.id)
         watch = cls(ctx, opened, stored or deployment)
-        if opened.state is WatchState.BASELINE:
+        if opened.id == new_id:  # this call opened it (announced twice: the first did)
             await watch._save(state=WatchState.OBSERVING, baseline=await watch._row_counts())
             watch._log.info(
                 "watch.started", closes_at=opened.closes_at.isoformat(), dry_run=dry_run

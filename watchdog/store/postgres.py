@@ -38,6 +38,7 @@ class PostgresBackend:
             min_size=1,
             max_size=max_size,
             open=False,
+            timeout=connect_timeout,  # a connection within this, or a StoreError that says so
             kwargs={"row_factory": dict_row, "autocommit": True},
         )
         self._opening = asyncio.Lock()
@@ -60,7 +61,7 @@ class PostgresBackend:
             raise StoreError(f"postgres: no connection within {self._connect_timeout:g}s") from exc
         except psycopg.Error as exc:
             # The server's own message says what failed; the DSN is never part of it.
-            detail = exc.diag.message_primary or type(exc).__name__
+            detail = exc.diag.message_primary or str(exc).partition("\n")[0] or "no detail"
             raise StoreError(f"postgres: {type(exc).__name__}: {detail}") from exc
 
     async def close(self) -> None:

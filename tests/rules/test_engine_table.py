@@ -407,3 +407,4 @@ def test_a_reading_two_branches_of_an_any_match_is_explained_once() -> None:
     decision = decide(RULES, DEPLOY, healthy_background(range(1, 3)) + flows, at(2), TICK)
     assert decision.rule == "critical-flow-broken"
     assert decision.explanation.count("is 0 for 2 readings") == 1, decision.explanation
+    assert len(decision.evidence) == 2  # each reading once

@@ -322,14 +322,16 @@ def decide(
         if blind is not None:
             return blind
         return _quiet(series, now, interval)
-    evidence = tuple(r for hit in best.hits for r in hit.evidence)
+    evidence: list[Reading] = []
+    for reading in (r for hit in best.hits for r in hit.evidence):
+        if reading not in evidence:  # branches of an any: may match the same reading
+            evidence.append(reading)
     return Decision(
         verdict=best.verdict,
         at=now,
         rule=best.rule.name,
-        # Branches of an any: that matched the same reading say it once.
         explanation="; ".join(dict.fromkeys(hit.text for hit in best.hits)) + best.suffix,
-        evidence=evidence,
+        evidence=tuple(evidence),
         urgency=best.urgency,
         deadline=best.deadline,
         scope=best.rule.scope if best.verdict is Verdict.ROLLBACK else None,

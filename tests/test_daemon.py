@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -177,7 +178,16 @@ def test_an_error_spike_is_rolled_back_exactly_once_and_verified(
         lambda: daemon.summary(watch_id)["incident_report"], 20, "the post-mortem"
     )
     markdown = Path(report)
-    assert markdown.read_text().startswith(f"<!-- watch: {watch_id} -->")
+    text = markdown.read_text()
+    assert text.startswith(f"<!-- watch: {watch_id} -->")
+    # Its timeline is the stored one.
+    timeline = {
+        event.strip(): at
+        for at, event in re.findall(r"^- \*\*(\d\d:\d\d:\d\d)\*\* - ([^:(\n]+)", text, re.M)
+    }
+    assert timeline["Rollback decision made"] == summary["decided_at"][11:19]
+    assert timeline["Rollback executed"] == summary["actions"][0]["finished_at"][11:19]
+    assert timeline["System verified healthy"] == summary["closed_at"][11:19]
     assert markdown.with_suffix(".svg").read_text().lstrip().startswith("<?xml")
     texts = wait_for(
         lambda: (t := [m["text"] for m in sandbox.channel.messages()]) and len(t) >= 2 and t,

@@ -24,6 +24,7 @@ from watchdog.drill import DrillReport, report_json, run_drill
 from watchdog.durations import format_duration, parse_duration
 from watchdog.errors import ConfigError, WatchdogError
 from watchdog.followup import Followup
+from watchdog.httpclient import new_client
 from watchdog.model import Decision, Deployment
 from watchdog.notify.registry import build_notifiers
 from watchdog.providers.registry import build_flag_switch, build_provider
@@ -210,7 +211,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     async def run() -> Verification:
         timeout = settings.watch.probe_timeout.total_seconds()
-        async with httpx.AsyncClient(timeout=timeout) as client:
+        async with new_client(timeout=timeout) as client:
             live = await build_provider(
                 settings.targets[args.target].provider, client, clock
             ).live()
@@ -243,7 +244,7 @@ def cmd_flags(args: argparse.Namespace) -> int:
     async def run() -> ActionRecord:
         async with (
             opened(settings.state.url.reveal()) as store,
-            httpx.AsyncClient(timeout=settings.watch.probe_timeout.total_seconds()) as c,
+            new_client(timeout=settings.watch.probe_timeout.total_seconds()) as c,
         ):
             return await ActionRunner(store, clock).flag(
                 build_flag_switch(flags, c),
@@ -285,7 +286,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         async with (
             opened(settings.state.url.reveal()) as store,
             target_context(settings, loaded.rules, store, clock, args.target) as ctx,
-            httpx.AsyncClient(timeout=10) as client,
+            new_client(timeout=10) as client,
         ):
             followup = Followup(loaded, store, clock, build_notifiers(settings, client))
             ctx.notify = followup.notify
@@ -382,7 +383,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
     async def run() -> DrillReport:
         async with (
             opened(settings.state.url.reveal()) as store,
-            httpx.AsyncClient(timeout=settings.watch.probe_timeout.total_seconds()) as client,
+            new_client(timeout=settings.watch.probe_timeout.total_seconds()) as client,
         ):
             return await run_drill(
                 loaded,

@@ -25,7 +25,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -36,6 +35,7 @@ from watchdog.clock import Clock
 from watchdog.drill import run_drill
 from watchdog.errors import ConfigError, WatchdogError
 from watchdog.followup import Followup
+from watchdog.httpclient import new_client
 from watchdog.metrics import Metrics
 from watchdog.model import Deployment
 from watchdog.notify.registry import build_notifiers
@@ -105,7 +105,7 @@ class Watchdog:
         await self.store.migrate()
         if self.config.settings.state.url.reveal().startswith("sqlite"):
             log.warning("store.single_replica", reason="SQLite is one file for one replica")
-        client = await self._stack.enter_async_context(httpx.AsyncClient(timeout=10))
+        client = await self._stack.enter_async_context(new_client(timeout=10))
         self.followup = Followup(
             self.config, self.store, self._clock, build_notifiers(self.config.settings, client)
         )
@@ -381,15 +381,16 @@ class Watchdog:
         assert task is not None
         self._in_flight.add(task)
         interval = watch.record.interval.total_seconds()
-        # Ticks are due every interval from the watch's start: how far past its slot this is.
-        self.metrics.tick_lag.observe(
-            (self._clock.now() - watch.record.started_at).total_seconds() % interval
-        )
         try:
             watch.lease = await self._lease(watch)
             if watch.lease is None:
                 self._lost(watch)
                 return
+            # Ticks are due every interval from the watch's start: how far past its slot this
+            # one begins to read (after the store answered for the lease).
+            self.metrics.tick_lag.observe(
+                (self._clock.now() - watch.record.started_at).total_seconds() % interval
+            )
             decision = await watch.tick()
         except LeaseLost:
             self._lost(watch)

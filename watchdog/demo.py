@@ -40,6 +40,7 @@ from watchdog.api import create_api
 from watchdog.clock import SystemClock
 from watchdog.daemon import Watchdog
 from watchdog.errors import ConfigError, WatchdogError
+from watchdog.httpclient import new_client
 from watchdog.metrics import Metrics
 from watchdog.model import Decision, Reading, Verdict
 from watchdog.providers.polling import wait_until
@@ -287,7 +288,7 @@ async def run_demo(directory: Path, narrator: Narrator) -> DemoResult:
             async with (
                 _serving(create_api(daemon, clock=clock), sock) as api,
                 _users(sandbox, clock),
-                httpx.AsyncClient(timeout=10) as client,
+                new_client(timeout=10) as client,
             ):
                 await daemon.start()
                 ci = _Ci(client, sandbox.urls["render"], api, token)

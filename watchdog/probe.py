@@ -11,6 +11,7 @@ from typing import TextIO
 import httpx
 
 from watchdog.clock import Clock
+from watchdog.httpclient import new_client
 from watchdog.model import Deployment
 from watchdog.readings import reading_to_json
 from watchdog.rules.explain import fmt_value
@@ -45,10 +46,10 @@ async def target_sources(
     sources: list[SignalSource] = []
     async with AsyncExitStack() as stack:
         if config.sentry is not None and settings.sentry is not None:
-            sentry_client = await stack.enter_async_context(httpx.AsyncClient(timeout=timeout))
+            sentry_client = await stack.enter_async_context(new_client(timeout=timeout))
             sources.append(SentrySignal(settings.sentry, config.sentry, sentry_client, clock))
         if config.health or config.flows or config.latency:
-            app = await stack.enter_async_context(httpx.AsyncClient(timeout=timeout))
+            app = await stack.enter_async_context(new_client(timeout=timeout))
             if config.health:
                 sources.append(HealthSignal(config.health, app))
             if config.flows:

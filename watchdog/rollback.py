@@ -14,6 +14,7 @@ import httpx
 
 from watchdog.actions import ActionRunner, Plan
 from watchdog.clock import Clock
+from watchdog.httpclient import new_client
 from watchdog.model import Deployment
 from watchdog.providers.base import RollbackProvider
 from watchdog.providers.registry import (
@@ -108,7 +109,7 @@ async def manual_rollback(
             watch_id=watch_id,
         )
     started = clock.now()
-    async with httpx.AsyncClient(timeout=settings.watch.probe_timeout.total_seconds()) as client:
+    async with new_client(timeout=settings.watch.probe_timeout.total_seconds()) as client:
         run = _Run(settings, clock, ActionRunner(store, clock), client, reason, watch_id)
         live, plan = await run.plan(target, to)
 
@@ -196,7 +197,7 @@ async def _full_rollback(
             explanation=explanation + _elapsed(started, clock.now()),
         )
 
-    async with httpx.AsyncClient(timeout=settings.watch.probe_timeout.total_seconds()) as client:
+    async with new_client(timeout=settings.watch.probe_timeout.total_seconds()) as client:
         run = _Run(settings, clock, ActionRunner(store, clock), client, reason, watch_id)
         plans = [(target, *await run.plan(target, None)) for target in order]
         blocked = [(t, p.problem) for t, _, p in plans if p.to is None]

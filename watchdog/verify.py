@@ -10,10 +10,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
-
 from watchdog.clock import Clock
 from watchdog.errors import ConfigError, SignalError
+from watchdog.httpclient import new_client
 from watchdog.model import Deployment
 from watchdog.rules.explain import fmt_number
 from watchdog.settings import Settings, Target
@@ -55,7 +54,7 @@ async def verify(
     timeout = settings.watch.probe_timeout
     checks: list[Check] = []
     now = clock.now()
-    async with httpx.AsyncClient(timeout=timeout.total_seconds()) as client:
+    async with new_client(timeout=timeout.total_seconds()) as client:
         if target.health:
             probe = await HealthSignal(target.health, client).read(deployment, now)
             reasons = {e.metric: e.message for e in probe.errors}
@@ -117,7 +116,7 @@ async def _error_rate(
     limit, within = settings.verify.error_rate_below, settings.verify.within
     started = clock.now()
     seen = "no error-rate reading"
-    async with httpx.AsyncClient(timeout=settings.watch.probe_timeout.total_seconds()) as client:
+    async with new_client(timeout=settings.watch.probe_timeout.total_seconds()) as client:
         sentry = SentrySignal(settings.sentry, target.sentry, client, clock)
         while True:
             at: datetime = clock.now()

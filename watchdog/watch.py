@@ -16,13 +16,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-import httpx
 import structlog
 
 from watchdog.actions import ActionRunner
 from watchdog.clock import Clock
 from watchdog.durations import format_elapsed
 from watchdog.errors import SignalError, WatchdogError
+from watchdog.httpclient import new_client
 from watchdog.model import Decision, Deployment, Reading, Scope, Verdict
 from watchdog.probe import target_sources
 from watchdog.providers.base import RollbackProvider
@@ -419,7 +419,7 @@ async def target_context(
     timeout = settings.watch.probe_timeout.total_seconds()
     async with (
         target_sources(settings, target, clock, store=store) as sources,
-        httpx.AsyncClient(timeout=timeout) as client,
+        new_client(timeout=timeout) as client,
     ):
         flags = build_flag_switch(settings.flags, client) if settings.flags else None
         yield Context(

@@ -28,7 +28,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, NoReturn, TypeVar
 from urllib.parse import quote
 
-import httpx
 import pydantic
 import structlog
 from fastapi import APIRouter, Header, HTTPException, Request, Response, status
@@ -37,6 +36,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from watchdog.clock import Clock
 from watchdog.daemon import Watchdog
 from watchdog.errors import ConfigError, RollbackError
+from watchdog.httpclient import new_client
 from watchdog.model import Deployment
 from watchdog.providers.http import ProviderHTTP
 from watchdog.secrets import Secret
@@ -224,7 +224,7 @@ async def _render_lookup(
     :raises ConfigError: the target's Render token is unset or refused.
     """
     headers = {"Authorization": f"Bearer {config.token.reveal()}"}
-    async with httpx.AsyncClient(timeout=RENDER_LOOKUP.total_seconds()) as client:
+    async with new_client(timeout=RENDER_LOOKUP.total_seconds()) as client:
         http = ProviderHTTP(
             "render", client, config.api_url, headers, read_attempts=2, read_timeout=RENDER_LOOKUP
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -556,3 +557,17 @@ async def test_a_watch_writing_its_state_never_undoes_a_hold_an_ack_or_a_report(
     )
     assert await store.hold_watch(stale.id) is None  # closed: nothing left to hold
     assert await store.acknowledge_watch("nope", T0) is None
+
+
+async def test_a_call_cancelled_mid_transaction_leaves_the_store_usable(
+    store: SqlStore,
+) -> None:
+    # A probe timeout cancels a source that is reading the store: later calls must not find a
+    # transaction left open behind it.
+    for delay in (0, 0.0005, 0.001, 0.002, 0.005):
+        task = asyncio.create_task(store.open_watches())
+        await asyncio.sleep(delay)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert await store.open_watches() == []

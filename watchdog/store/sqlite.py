@@ -67,12 +67,20 @@ class SqliteBackend:
             self._conn = conn
         return self._conn
 
+    @staticmethod
+    def _begin(conn: sqlite3.Connection) -> None:
+        # A caller cancelled while its BEGIN or ROLLBACK ran in the worker thread leaves the
+        # transaction open behind it; nobody else holds the lock, so end it here.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.execute("BEGIN IMMEDIATE")
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[_Tx]:
         async with self._lock:
             try:
                 conn = await asyncio.to_thread(self._connect)
-                await asyncio.to_thread(conn.execute, "BEGIN IMMEDIATE")
+                await asyncio.to_thread(self._begin, conn)
                 try:
                     yield _Tx(conn)
                 except BaseException:

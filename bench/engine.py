@@ -13,6 +13,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from _common import print_table
+
 from watchdog.model import Deployment, Reading
 from watchdog.rules import decide
 from watchdog.settings import load_rules
@@ -52,13 +54,19 @@ def main() -> None:
     elapsed = time.perf_counter() - started
     decisions = rounds * WATCHES
     rules = len(RULES.rules)
-    print(
-        f"{'watches':>8} {'readings':>9} {'rules':>6} {'decisions/s':>12} "
-        f"{'rule evals/s':>13} {'µs/decision':>12}"
-    )
-    print(
-        f"{WATCHES:>8} {READINGS:>9} {rules:>6} {decisions / elapsed:>12,.0f} "
-        f"{decisions * rules / elapsed:>13,.0f} {elapsed / decisions * 1e6:>12,.1f}"
+    print_table(
+        "Engine throughput, every rule of config/rules.yaml",
+        ["watches", "readings each", "rules", "decisions/s", "rule evaluations/s", "µs/decision"],
+        [
+            [
+                f"{WATCHES:,}",
+                f"{READINGS}",
+                f"{rules}",
+                f"{decisions / elapsed:,.0f}",
+                f"{decisions * rules / elapsed:,.0f}",
+                f"{elapsed / decisions * 1e6:,.1f}",
+            ]
+        ],
     )
 
 

@@ -4,12 +4,13 @@ acting; a dry run acts on nothing; a resumed watch carries on where it stopped."
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from tests.conftest import T0
+from tests.conftest import REPO, T0
 from tests.providers.helpers import advancing_sleep, refused_url
 from watchdog.clock import ManualClock
 from watchdog.model import Deployment, Verdict
@@ -168,4 +169,26 @@ async def test_a_resumed_watch_keeps_its_readings_and_rolls_back_once(
         await run_out(resumed, sandbox, clock, traffic)
     assert resumed.record.outcome is Outcome.ROLLED_BACK
     assert len(await store.readings(record.id)) > before
+    assert sandbox.backend.count("rollback") == 1
+
+
+async def test_a_full_rollback_decided_on_the_drill_target_rolls_back_only_that_target(
+    tmp_path: Path, sandbox: stack.Stack, store: SqlStore, clock: ManualClock
+) -> None:
+    # The shipped rules, with the broken login calling for a full rollback.
+    rules = (REPO / "config" / "rules.yaml").read_text()
+    block = "    for: 2\n    verdict: rollback\n    urgency: immediate\n"
+    start = rules.index("  - name: critical-flow-broken")
+    at = rules.index(block, start) + len(block)
+    (tmp_path / "rules.yaml").write_text(rules[:at] + "    scope: full\n" + rules[at:])
+    text = sandbox.config(tmp_path, interval="15s", window="2m")
+    text = re.sub(r"(?m)^rules: .*$", f"rules: {tmp_path / 'rules.yaml'}", text)
+    path = tmp_path / "drilled.yaml"
+    path.write_text(text + "drills: {target: backend}\n")
+    config = load_config(path)
+    async with watching(config, store, clock) as watch:
+        await run_out(watch, sandbox, clock, traffic_for(sandbox, clock))
+    rule = "critical-flow-broken"
+    assert (watch.record.rule, watch.record.outcome) == (rule, Outcome.ROLLED_BACK)
+    assert [a.target for a in await store.actions(watch.record.id)] == ["backend"]
     assert sandbox.backend.count("rollback") == 1

@@ -210,7 +210,9 @@ class Watch:
             await self._close(Outcome.WOULD_ROLL_BACK)
             return
         await self._tell("rollback_started")
-        if decision.scope is Scope.FULL:
+        drills = self.ctx.settings.drills
+        # A full rollback takes every target back, production included: never from staging.
+        if decision.scope is Scope.FULL and (drills is None or drills.target != self.record.target):
             await self._full_rollback(decision)
             return
         runner = ActionRunner(self.ctx.store, self.ctx.clock, fence=self.lease)

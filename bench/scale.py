@@ -124,22 +124,7 @@ class ScaleSandbox:
 
 
 def config(urls: dict[str, str], watches: int, interval: str, state: str) -> str:
-    app = urls["app"]
-    target = f"""\
-    provider: {{kind: render, api_url: "{urls["render"]}", service_id: {stack.SERVICE},
-               token: "${{SANDBOX_RENDER_KEY}}"}}
-    sentry: {{project: {stack.PROJECT}, environment: production}}
-    health:
-      - {{name: api, url: "{app}/health", expect_json: {{status: healthy}}}}
-      - {{name: database, url: "{app}/api/health/database", expect_json: {{status: connected}}}}
-    flows:
-      - name: auth
-        critical: true
-        steps:
-          - {{method: POST, url: "{app}/api/auth/login", capture: {{token: token}},
-             json: {{email: smoke@acme.example, password: "${{SANDBOX_SMOKE_PASSWORD}}"}}}}
-          - {{url: "{app}/api/dashboard", headers: {{Authorization: "Bearer {{{{token}}}}"}}}}
-"""
+    target = stack.target_yaml(urls)
     return (
         f'state: {{url: "{state}"}}\n'
         f"watch: {{interval: {interval}, window: 10m}}\n"

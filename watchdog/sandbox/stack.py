@@ -43,7 +43,6 @@ class Stack:
 
     def config(self, state_dir: Path, *, interval: str = "1s", window: str = "30s") -> str:
         """A watchdog config (YAML) for this stack, its state and incidents in ``state_dir``."""
-        app = self.urls["app"]
         return f"""\
 state: {{url: "sqlite:///{state_dir}/state.db"}}
 watch: {{interval: {interval}, window: {window}}}
@@ -55,7 +54,15 @@ slack: {{webhook_url: "{self.urls["slack"]}{SLACK_PATH}"}}
 incidents: {{dir: "{state_dir}/incidents"}}
 targets:
   backend:
-    provider: {{kind: render, api_url: "{self.urls["render"]}", service_id: {SERVICE},
+{target_yaml(self.urls)}"""
+
+
+def target_yaml(urls: dict[str, str]) -> str:
+    """The sandbox backend's target section (indented under its name): the Render provider,
+    Sentry, the two health checks and the critical login flow, on the stand-ins at ``urls``."""
+    app = urls["app"]
+    return f"""\
+    provider: {{kind: render, api_url: "{urls["render"]}", service_id: {SERVICE},
                token: "${{SANDBOX_RENDER_KEY}}", live_timeout: 1m}}
     sentry: {{project: {PROJECT}, environment: production}}
     health:

@@ -215,7 +215,7 @@ class Watch:
         if decision.scope is Scope.FULL and (drills is None or drills.target != self.record.target):
             await self._full_rollback(decision)
             return
-        runner = ActionRunner(self.ctx.store, self.ctx.clock, fence=self.lease)
+        runner = ActionRunner(self.ctx.store, self.ctx.clock, self.ctx.sleep, fence=self.lease)
         plan = await runner.plan(
             self.ctx.provider, self.record.target, self.deployment.id, self.deployment.previous_id
         )
@@ -306,7 +306,8 @@ class Watch:
     async def _disable_flag(self, decision: Decision) -> None:
         assert self.ctx.flags is not None
         assert decision.flag is not None
-        action = await ActionRunner(self.ctx.store, self.ctx.clock, fence=self.lease).flag(
+        runner = ActionRunner(self.ctx.store, self.ctx.clock, self.ctx.sleep, fence=self.lease)
+        action = await runner.flag(
             self.ctx.flags,
             decision.flag,
             enable=False,

@@ -5,8 +5,6 @@ saying truthfully what production serves."""
 
 from __future__ import annotations
 
-import pytest
-
 from tests.faults.conftest import MakeDaemon, read_store, wait_for
 from watchdog.sandbox import stack
 from watchdog.sandbox.deployments import BAD_RELEASE, GOOD_RELEASE

@@ -256,7 +256,7 @@ async def test_planning_sends_nothing(rig: Rig, store: SqlStore, clock: ManualCl
 async def test_a_rollback_happens_once_and_asking_again_sends_nothing(
     rig: Rig, store: SqlStore, clock: ManualClock
 ) -> None:
-    runner = ActionRunner(store, clock)
+    runner = ActionRunner(store, clock, advancing_sleep(clock))
     plan = await runner.plan(rig.provider, "app", rig.bad)
     done = await runner.rollback(
         rig.provider, plan, watch_id=None, reason="error rate 2 %", timeout=TIMEOUT
@@ -276,7 +276,7 @@ async def test_a_rollback_happens_once_and_asking_again_sends_nothing(
 async def test_production_already_serving_the_good_deployment_sends_nothing(
     rig: Rig, store: SqlStore, clock: ManualClock
 ) -> None:
-    runner = ActionRunner(store, clock)
+    runner = ActionRunner(store, clock, advancing_sleep(clock))
     plan = await runner.plan(rig.provider, "app", rig.bad)
     rig.by_hand()
     clock.advance(timedelta(minutes=1))
@@ -298,7 +298,7 @@ async def test_a_deployment_that_is_no_longer_live_is_not_rolled_back(
 async def test_a_crash_after_sending_is_reconciled_by_asking(
     rig: Rig, store: SqlStore, clock: ManualClock
 ) -> None:
-    runner = ActionRunner(store, clock)
+    runner = ActionRunner(store, clock, advancing_sleep(clock))
     plan = await runner.plan(rig.provider, "app", rig.bad)
     assert plan.to is not None
     # What a crash leaves: the action intended, the request sent, no result recorded.
@@ -314,7 +314,7 @@ async def test_a_crash_after_sending_is_reconciled_by_asking(
 async def test_a_crash_before_sending_is_failed_and_not_resent(
     rig: Rig, store: SqlStore, clock: ManualClock
 ) -> None:
-    runner = ActionRunner(store, clock)
+    runner = ActionRunner(store, clock, advancing_sleep(clock))
     plan = await runner.plan(rig.provider, "app", rig.bad)
     assert plan.to is not None
     await store.begin_action(crashed(rig, plan.to, clock))
@@ -344,7 +344,7 @@ def crashed(rig: Rig, to: ProviderDeployment, clock: ManualClock) -> ActionRecor
 async def test_after_a_rollback_the_bad_deployment_is_never_a_target_again(
     rig: Rig, store: SqlStore, clock: ManualClock
 ) -> None:
-    runner = ActionRunner(store, clock)
+    runner = ActionRunner(store, clock, advancing_sleep(clock))
     plan = await runner.plan(rig.provider, "app", rig.bad)
     await runner.rollback(rig.provider, plan, watch_id=None, reason="r", timeout=TIMEOUT)
     again = await runner.plan(rig.provider, "app", None)
@@ -378,7 +378,7 @@ async def test_each_outside_failure_is_a_recorded_failed_action_never_resent(
     fault: Callable[[Faults, str], None],
     reason: str,
 ) -> None:
-    runner = ActionRunner(store, clock)
+    runner = ActionRunner(store, clock, advancing_sleep(clock))
     plan = await runner.plan(http_rig.provider, "app", http_rig.bad)
     fault(http_rig.faults, http_rig.mutation)
     failed = await runner.rollback(
@@ -396,7 +396,7 @@ async def test_a_provider_refusing_the_credentials_is_a_recorded_failed_action(
     http_rig: HttpRig, store: SqlStore, clock: ManualClock
 ) -> None:
     provider = http_rig.with_token("revoked-token")
-    runner = ActionRunner(store, clock)
+    runner = ActionRunner(store, clock, advancing_sleep(clock))
     plan = await runner.plan(provider, "app", http_rig.bad)
     assert plan.to is None
     failed = await runner.rollback(provider, plan, watch_id=None, reason="r", timeout=TIMEOUT)

@@ -58,6 +58,10 @@ FOLLOWUP_EVERY = timedelta(seconds=2)
 _BUSY = {WatchState.ACTING, WatchState.VERIFYING}
 
 
+def _lease_name(watch_id: str) -> str:
+    return f"watch:{watch_id}"
+
+
 class UnknownWatch(WatchdogError):
     """No watch has that id."""
 
@@ -169,11 +173,10 @@ class Watchdog:
         lease = await self.store.acquire_lease(f"job:{name}", self.owner, ttl, self._clock.now())
         return lease is not None
 
-    async def _lease(self, watch: Watch) -> Lease | None:
-        """Take or renew ``watch``'s lease; None when another replica holds it."""
-        ttl = watch.record.interval * 2
+    async def _lease(self, record: WatchRecord) -> Lease | None:
+        """Take or renew the watch's lease; None when another replica holds it."""
         return await self.store.acquire_lease(
-            f"watch:{watch.record.id}", self.owner, ttl, self._clock.now()
+            _lease_name(record.id), self.owner, record.interval * 2, self._clock.now()
         )
 
     async def claim(self) -> None:
@@ -200,9 +203,7 @@ class Watchdog:
         for record in records:
             if record.id in self._watches or record.target not in self._contexts:
                 continue
-            lease = await self.store.acquire_lease(
-                f"watch:{record.id}", self.owner, record.interval * 2, self._clock.now()
-            )
+            lease = await self._lease(record)
             if lease is None:  # another replica holds it
                 continue
             if lease.token > 1:
@@ -221,7 +222,7 @@ class Watchdog:
         its verification take minutes)."""
         for watch in list(self._watches.values()):
             try:
-                lease = await self._lease(watch)
+                lease = await self._lease(watch.record)
             except WatchdogError as exc:
                 log.error("lease.renew_failed", watch=watch.record.id, error=str(exc))
                 continue
@@ -291,7 +292,7 @@ class Watchdog:
         self._scheduler.shutdown(wait=False)
         for watch in self._watches.values():  # another replica may take them over at once
             try:
-                await self.store.release_lease(f"watch:{watch.record.id}", self.owner)
+                await self.store.release_lease(_lease_name(watch.record.id), self.owner)
             except WatchdogError as exc:
                 log.error("lease.release_failed", watch=watch.record.id, error=str(exc))
         await self._stack.aclose()
@@ -382,7 +383,7 @@ class Watchdog:
         self._in_flight.add(task)
         interval = watch.record.interval.total_seconds()
         try:
-            watch.lease = await self._lease(watch)
+            watch.lease = await self._lease(watch.record)
             if watch.lease is None:
                 self._lost(watch)
                 return
@@ -417,7 +418,7 @@ class Watchdog:
 
     async def _finished(self, watch: Watch) -> None:
         self._unschedule(watch)
-        await self.store.release_lease(f"watch:{watch.record.id}", self.owner)
+        await self.store.release_lease(_lease_name(watch.record.id), self.owner)
         for action in await self.store.actions(watch.record.id):
             if action.kind == "rollback":
                 self.metrics.rollbacks.labels(action.provider, str(action.status)).inc()
@@ -459,7 +460,7 @@ class Watchdog:
                 await self._finished(self._watches[record.id])
         if not watch.closed and watch.record.id not in self._watches:
             # Announced through several replicas, it is watched by the one holding the lease.
-            watch.lease = await self._lease(watch)
+            watch.lease = await self._lease(watch.record)
             if watch.lease is not None:
                 self._schedule(watch)
         return watch.record

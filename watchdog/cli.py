@@ -338,14 +338,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _ask_daemon(url: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One call to the running daemon at ``url`` (``--api``); a refused or broken connection
+    is a WatchdogError, an error status the caller's to read."""
+    try:
+        return httpx.request(method, f"{url.rstrip('/')}{path}", **kwargs)
+    except httpx.HTTPError as exc:
+        raise WatchdogError(f"--api {url}: the daemon did not answer: {exc}") from exc
+
+
 def _watches_from_api(url: str, limit: int) -> list[dict[str, Any]]:
     """What a running daemon says (GET /api/watches): the store as the daemon sees it, with
     no need for the store's credentials here."""
-    try:
-        response = httpx.get(f"{url.rstrip('/')}/api/watches", params={"limit": limit})
-        response.raise_for_status()
-    except httpx.HTTPError as exc:
-        raise WatchdogError(f"--api {url}: the daemon did not answer: {exc}") from exc
+    response = _ask_daemon(url, "GET", "/api/watches", params={"limit": limit})
+    if response.is_error:
+        raise WatchdogError(f"--api {url}: {response.status_code} {response.text}")
     watches: list[dict[str, Any]] = response.json()
     return watches
 
@@ -411,13 +418,12 @@ def cmd_ack(args: argparse.Namespace) -> int:
         token = settings.api.token
         if token is None:
             raise ConfigError("api.token: expected a token to acknowledge through --api")
-        try:
-            response = httpx.post(
-                f"{args.api.rstrip('/')}/api/watches/{args.watch_id}/ack",
-                headers={"Authorization": f"Bearer {token.reveal()}"},
-            )
-        except httpx.HTTPError as exc:
-            raise WatchdogError(f"--api {args.api}: the daemon did not answer: {exc}") from exc
+        response = _ask_daemon(
+            args.api,
+            "POST",
+            f"/api/watches/{args.watch_id}/ack",
+            headers={"Authorization": f"Bearer {token.reveal()}"},
+        )
         if response.status_code == 404:
             raise WatchdogError(f"no watch {args.watch_id}")
         if response.is_error:

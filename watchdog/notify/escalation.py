@@ -84,7 +84,9 @@ class Escalator:
             if start is None or record.acknowledged_at is not None or now - start > HORIZON:
                 continue
             sent = await self._store.notifications(record.id)
-            paged = {str(n.payload.get("data", {}).get("level")) for n in sent}
+            paged = {
+                str(n.payload.get("data", {}).get("level")) for n in sent if n.kind == ESCALATION
+            }
             for step in due_steps(self._chain, start, record.acknowledged_at, paged, now):
                 message = await self._compose(record.id, step)
                 message = replace(message, data={**message.data, "level": step.name})

@@ -254,9 +254,59 @@ async def test_the_baseline_is_asked_for_until_sentry_has_it(
 
     queries = [r.url.params["query"] for r in sentry_sent.requests]
     assert queries.count('release:"r1"') == 1
-    assert len(queries) == 5 + 4
+    assert len(queries) == 3 + 4  # the lookback starts at the deploy, then trails it
     for probe in (first, second):
         assert (probe.errors, len(probe.readings)) == ((), 5)
+
+
+async def test_within_the_lookback_a_tick_asks_each_dataset_once(
+    sentry_standin: str,
+    sentry_client: httpx.AsyncClient,
+    sentry_clock: ManualClock,
+    sentry_sent: Sent,
+    sentry_log: EventLog,
+) -> None:
+    traffic(sentry_log, "r2", T0, 40, error_fraction=0.02, error_user_fraction=0.2)
+    source = signal(sentry_standin, sentry_client, sentry_clock)  # a 30-minute lookback
+    deploy = Deployment("backend", "dep-2", T0, release="r2")  # no baseline: the counts only
+
+    within = await source.read(deploy, T0 + 30 * MINUTE)
+    sent_within = len(sentry_sent.requests)
+    after = await source.read(deploy, T0 + 40 * MINUTE)
+
+    assert (sent_within, len(sentry_sent.requests) - sent_within) == (2, 4)
+    for probe in (within, after):
+        assert {r.describe(): (r.value, r.samples) for r in probe.readings} == {
+            "error_rate": (0.02, 3000),
+            "users_affected": (0.2, 100),
+        }
+
+
+async def test_merged_requests_give_the_readings_separate_requests_give(
+    sentry_standin: str,
+    sentry_client: httpx.AsyncClient,
+    sentry_clock: ManualClock,
+    sentry_sent: Sent,
+    sentry_log: EventLog,
+) -> None:
+    traffic(sentry_log, "r1", T0 - 50 * MINUTE, 40, p95_ms=100)
+    traffic(sentry_log, "r2", T0, 30, error_fraction=0.02, error_user_fraction=0.2, p95_ms=300)
+    traffic(sentry_log, "r2", T0, 30, per_minute=20, error_fraction=0.1, tags={"feature": "beta"})
+    probes: list[Probe] = []
+    sent: list[int] = []
+    # Deployed at the first event, or a second before it: the same events are counted, but
+    # only in the first do the counts since the deploy cover the lookback's window.
+    for deployed in (T0, T0 - timedelta(seconds=1)):
+        deploy = Deployment("backend", "dep-2", deployed, release="r2", previous_release="r1")
+        source = signal(sentry_standin, sentry_client, sentry_clock, flags={"beta": "feature:beta"})
+        before = len(sentry_sent.requests)
+        probes.append(await source.read(deploy, T0 + 30 * MINUTE))
+        sent.append(len(sentry_sent.requests) - before)
+    merged, separate = probes
+
+    assert sent == [5, 7]  # errors, transactions, the baseline and the flag's 2; or 4 counts
+    assert (merged.errors, len(merged.readings)) == ((), 6)
+    assert merged == separate
 
 
 async def test_no_transactions_is_no_data_not_zero(
@@ -314,7 +364,7 @@ async def test_a_timeout_is_no_reading(
     sentry_faults: Faults,
     bad_deploy: None,
 ) -> None:
-    sentry_faults.stall_next(5, 0.5)
+    sentry_faults.stall_next(3, 0.5)
     async with httpx.AsyncClient(timeout=httpx.Timeout(0.05)) as client:
         probe = await signal(sentry_standin, client, sentry_clock).read(DEPLOY, sentry_clock.now())
 
@@ -342,8 +392,8 @@ async def test_a_refused_connection_is_unreachable(
 @pytest.mark.parametrize(
     ("arm", "failure", "words"),
     [
-        (lambda faults: faults.fail_next(5, 500), Failure.STATUS, "Sentry answered 500"),
-        (lambda faults: faults.garble_next(5), Failure.MALFORMED, "unexpected answer"),
+        (lambda faults: faults.fail_next(3, 500), Failure.STATUS, "Sentry answered 500"),
+        (lambda faults: faults.garble_next(3), Failure.MALFORMED, "unexpected answer"),
     ],
     ids=["error", "malformed"],
 )
@@ -437,21 +487,26 @@ async def test_a_window_too_short_for_another_tick_pauses_polling(
     bad_deploy: None,
 ) -> None:
     app = standin_app(
-        sentry_log, sentry_clock, rate_limit=standin.RateLimit(limit=7, window_seconds=60)
+        sentry_log, sentry_clock, rate_limit=standin.RateLimit(limit=6, window_seconds=60)
     )
+    probes: list[Probe] = []
+    sent: list[int] = []
     with serve(app) as url:
-        source = signal(url, sentry_client, sentry_clock)
-        full = await source.read(DEPLOY, sentry_clock.now())  # 5 requests, 2 left
-        sentry_clock.advance(timedelta(seconds=15))
-        paused = await source.read(DEPLOY, sentry_clock.now())
-        sent = len(sentry_sent.requests)
-        sentry_clock.set(T0 + 31 * MINUTE)
-        resumed = await source.read(DEPLOY, sentry_clock.now())
+        # An hour's lookback: every tick's counts start at the deploy, so each dataset is one
+        # request, and what is left of the window is judged against the requests really sent.
+        source = signal(url, sentry_client, sentry_clock, lookback=60 * MINUTE)
+        for moment in (30 * MINUTE, timedelta(minutes=30, seconds=15), 30.5 * MINUTE, 31 * MINUTE):
+            sentry_clock.set(T0 + moment)
+            before = len(sentry_sent.requests)
+            probes.append(await source.read(DEPLOY, sentry_clock.now()))
+            sent.append(len(sentry_sent.requests) - before)
+    full, last_in_window, paused, resumed = probes
 
-    assert (full.errors, len(full.readings)) == ((), 5)
+    assert sent == [3, 2, 0, 2]  # 3 left after the first tick: enough for one more of 2
+    for probe in (full, last_in_window, resumed):
+        assert (probe.errors, len(probe.readings)) == ((), 5)
     assert failures(paused) == dict.fromkeys(ALL, Failure.RATE_LIMITED)
-    assert sent == 5
-    assert (resumed.errors, len(resumed.readings)) == ((), 5)
+    assert "no requests until 2026-01-28T12:31:00Z" in paused.errors[0].message
 
 
 # --- odd answers and the request itself, through MockTransport ----------------------------
@@ -538,14 +593,40 @@ async def test_one_failed_request_costs_only_the_metrics_computed_from_it(
         return httpx.Response(200, json=healthy_row(request))
 
     async with answering(handler) as client:
-        probe = await signal("https://sentry.example", client, sentry_clock).read(
-            DEPLOY, T0 + MINUTE
-        )
+        probe = await signal(
+            "https://sentry.example", client, sentry_clock, lookback=2 * MINUTE
+        ).read(DEPLOY, T0 + 30 * MINUTE)  # past the lookback: the user counts are asked apart
 
     assert failures(probe) == {"users_affected": Failure.STATUS}
     assert "Sentry answered 503" in probe.errors[0].message
     assert "Service Unavailable" in probe.errors[0].message
     assert {r.metric for r in probe.readings} == {"error_rate", "latency_change"}
+
+
+async def test_a_failed_merged_request_costs_the_metrics_of_every_query_it_answers(
+    sentry_clock: ManualClock,
+) -> None:
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        if request.url.params["dataset"] == "errors":
+            return httpx.Response(503, json={"detail": "Service Unavailable"})
+        return httpx.Response(200, json=healthy_row(request))
+
+    async with answering(handler) as client:
+        probe = await signal("https://sentry.example", client, sentry_clock).read(
+            DEPLOY, T0 + MINUTE
+        )
+
+    errors = [r.url.params.get_list("field") for r in sent if r.url.params["dataset"] == "errors"]
+    assert errors == [["count()", "count_unique(user)"]]  # one request for both counts
+    assert failures(probe) == {"error_rate": Failure.STATUS, "users_affected": Failure.STATUS}
+    for error in probe.errors:
+        assert 'Sentry answered 503 to errors of release:"r2" from 2026-01-28T12:00:00Z' in (
+            error.message
+        )
+    assert {r.metric for r in probe.readings} == {"latency_change"}
 
 
 @pytest.mark.parametrize(
@@ -599,4 +680,4 @@ async def test_a_429_without_a_usable_reset_is_retried_next_tick(
 
     for probe in (first, second):
         assert failures(probe) == dict.fromkeys(ALL, Failure.RATE_LIMITED)
-    assert len(sent) == 10
+    assert len(sent) == 3 + 3

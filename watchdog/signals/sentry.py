@@ -2,14 +2,16 @@
 deployment's release, from Sentry's Discover table (``GET /api/0/organizations/{org}/events/``,
 ``api-contracts.md`` §4).
 
-A failed request costs only the metrics computed from it: each becomes a ProbeError. Sentry
-sends no ``Retry-After``, so a 429, or a window too short for another tick, stops every request
-until the ``X-Sentry-Rate-Limit-Reset`` it announced: polling slows instead of hammering.
+Queries that differ only in their fields share one request, so a tick sends fewer. A failed
+request costs only the metrics computed from it: each becomes a ProbeError. Sentry sends no
+``Retry-After``, so a 429, or a window too short for another tick, stops every request until
+the ``X-Sentry-Rate-Limit-Reset`` it announced: polling slows instead of hammering.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import chain
@@ -136,10 +138,12 @@ class SentrySignal:
             queries.append(baseline)
 
         # The hour before the deploy is over: once Sentry has its latency, it is not asked again.
-        unique = [q for q in dict.fromkeys(queries) if q not in self._known]
-        answers = await asyncio.gather(*(self._fetch(q, token, len(unique)) for q in unique))
+        plan = _merged(q for q in queries if q not in self._known)
+        sent = list(dict.fromkeys(plan.values()))
+        answers = await asyncio.gather(*(self._fetch(q, token, len(sent)) for q in sent))
+        by_request = dict(zip(sent, answers, strict=True))
         results: dict[_Query, Row | _Problem] = dict(self._known)
-        results.update(zip(unique, answers, strict=True))
+        results.update((q, _project(by_request[merged], q)) for q, merged in plan.items())
         if baseline is not None and _complete(fresh := results[baseline]):
             self._known = {baseline: fresh}
 
@@ -273,6 +277,25 @@ class SentrySignal:
             f"Sentry has no project {project!r} in organization {org!r} (404): "
             "check the target's sentry.project"
         )
+
+
+def _merged(queries: Iterable[_Query]) -> dict[_Query, _Query]:
+    """Each query and the request that answers it: queries that differ only in their fields
+    share one request for all their fields, since Sentry returns them in one row. Within the
+    lookback after a deploy, a tick's error and user counts cover the same window."""
+    groups: dict[_Query, list[_Query]] = {}
+    for query in queries:
+        groups.setdefault(replace(query, fields=()), []).append(query)
+    plan: dict[_Query, _Query] = {}
+    for key, members in groups.items():
+        fields = tuple(dict.fromkeys(chain.from_iterable(q.fields for q in members)))
+        plan.update(dict.fromkeys(members, replace(key, fields=fields)))
+    return plan
+
+
+def _project(result: Row | _Problem, query: _Query) -> Row | _Problem:
+    """A query's own fields of a merged request's row; a failed request fails every query."""
+    return result if isinstance(result, _Problem) else {f: result[f] for f in query.fields}
 
 
 def _rows(*results: Row | _Problem) -> list[Row] | _Problem:

@@ -166,6 +166,18 @@ def test_projects_environments_tags_and_event_types_filter(
     assert count("discover", "is_transaction:true") == 2018
 
 
+def test_events_written_late_count_in_their_window(api: httpx.Client, log: EventLog) -> None:
+    deploy(log, "r2", T0 + 10 * MINUTE, 10)
+    deploy(log, "r2", T0, 10, error_fraction=0.1)  # written after the ten minutes it precedes
+    straddling = window(T0 + 5 * MINUTE, T0 + 15 * MINUTE)
+
+    requests = row(api, "transactions", "release:r2", "count()", "failure_rate()", **straddling)
+    errors = row(api, "errors", "release:r2", "count()", **straddling)
+
+    assert requests == {"count()": 1000, "failure_rate()": pytest.approx(0.05)}
+    assert errors == {"count()": 50}
+
+
 @pytest.mark.parametrize(
     ("params", "detail"),
     [

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterable, Mapping
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 EventType = Literal["error", "transaction"]
 
@@ -43,6 +44,16 @@ class Event:
             raise ValueError(f"event timestamp must carry a time zone: {self.timestamp}")
 
 
+class Stream(NamedTuple):
+    """The fields Sentry queries always narrow by: the log keeps each stream's events in time
+    order, so a query reads only the streams it wants and, in each, only its window."""
+
+    type: EventType
+    project: str
+    environment: str
+    release: str
+
+
 class EventLog:
     """Append-only and thread-safe: the toy app writes from the server's thread while tests and
     the Sentry stand-in read from theirs."""
@@ -50,16 +61,36 @@ class EventLog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._events: list[Event] = []
+        # Each stream's timestamps and events, sorted by time (ties in write order).
+        self._streams: dict[Stream, tuple[list[datetime], list[Event]]] = {}
 
     def extend(self, events: Iterable[Event]) -> None:
         batch = list(events)
         with self._lock:
             self._events.extend(batch)
+            for event in batch:
+                stream = Stream(event.type, event.project, event.environment, event.release)
+                times, stored = self._streams.setdefault(stream, ([], []))
+                at = bisect_right(times, event.timestamp)  # the end, unless written late
+                times.insert(at, event.timestamp)
+                stored.insert(at, event)
 
     def snapshot(self) -> list[Event]:
         """Every event so far, oldest write first; a copy, so readers never hold the lock."""
         with self._lock:
             return list(self._events)
+
+    def between(
+        self, start: datetime, end: datetime, wanted: Callable[[Stream], bool]
+    ) -> list[Event]:
+        """The events in [start, end) of every stream ``wanted`` accepts, in no set order; the
+        cost is that of the events returned plus one call of ``wanted`` per stream."""
+        chosen: list[Event] = []
+        with self._lock:
+            for stream, (times, events) in self._streams.items():
+                if wanted(stream):
+                    chosen += events[bisect_left(times, start) : bisect_left(times, end)]
+        return chosen
 
     def __len__(self) -> int:
         with self._lock:

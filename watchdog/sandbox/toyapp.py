@@ -13,7 +13,6 @@ import asyncio
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -21,6 +20,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from watchdog.clock import Clock
 from watchdog.sandbox.events import FAILED_STATUS, Event, EventLog, Timeline, is_hit, write_timeline
@@ -143,22 +143,8 @@ def create_app(
     """The toy app, reporting to Sentry ``project`` in ``environment``."""
     app = FastAPI(title="toy app")
 
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        path = request.url.path
-        if path.startswith("/_sandbox/"):
-            return await call_next(request)
-        started = time.perf_counter()
-        release = state.live
-        faults = state.faults(release)
-        await asyncio.sleep(faults.added_latency_ms / 1000)
-        if path not in _HEALTH_ROUTES and state.next_request_fails(release):
-            request.state.error = "InternalServerError: injected fault"
-            response: Response = JSONResponse(_SERVER_ERROR, 500)
-        else:
-            response = await call_next(request)
+    def record(request: Request, release: str, started: float, status: int) -> None:
+        """Log ``request`` as Sentry would see it: a transaction, and an error if it broke."""
         client = request.client.host if request.client else "unknown"
         # Sentry falls back to the IP address when an event names no user.
         user = state.user(request.headers.get("authorization")) or f"ip:{client}"
@@ -170,8 +156,8 @@ def create_app(
             "transaction",
             user,
             (time.perf_counter() - started) * 1000,
-            {"transaction": f"{request.method} {path}"},
-            _span_status(response.status_code),
+            {"transaction": f"{request.method} {request.url.path}"},
+            _span_status(status),
         )
         events = [transaction]
         if title := getattr(request.state, "error", None):
@@ -179,7 +165,36 @@ def create_app(
                 replace(transaction, type="error", duration_ms=None, status="ok", title=title)
             )
         log.extend(events)
-        return response
+
+    # Plain ASGI, not ``@app.middleware("http")``: that runs every request in a task of its own,
+    # which cost more CPU than serving it (bench/scale.py asks ~270 times a second). The events
+    # are written as the response starts, before the client can read it, so a caller that got
+    # its answer finds its request in the log.
+    def observe(endpoints: ASGIApp) -> ASGIApp:
+        async def observed(scope: Scope, receive: Receive, send: Send) -> None:
+            request = Request(scope) if scope["type"] == "http" else None
+            if request is None or request.url.path.startswith("/_sandbox/"):
+                await endpoints(scope, receive, send)
+                return
+            started = time.perf_counter()
+            release = state.live
+            faults = state.faults(release)
+            await asyncio.sleep(faults.added_latency_ms / 1000)
+
+            async def send_recorded(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    record(request, release, started, message["status"])
+                await send(message)
+
+            if request.url.path not in _HEALTH_ROUTES and state.next_request_fails(release):
+                request.state.error = "InternalServerError: injected fault"
+                await JSONResponse(_SERVER_ERROR, 500)(scope, receive, send_recorded)
+            else:
+                await endpoints(scope, receive, send_recorded)
+
+        return observed
+
+    app.add_middleware(observe)
 
     @app.exception_handler(_Broken)
     async def broken(request: Request, exc: _Broken) -> Response:
@@ -192,26 +207,28 @@ def create_app(
             raise HTTPException(401, "not signed in")
         return user
 
+    # ``async def`` although nothing awaits: a plain ``def`` endpoint is sent to a worker thread
+    # and back (twice, with its response check), and none of these block.
     @app.get("/", response_class=HTMLResponse)
-    def home() -> str:
+    async def home() -> str:
         return f"<!doctype html><title>Toy app</title><h1>Toy app {state.live}</h1>"
 
     @app.get("/health")
-    def health(response: Response) -> dict[str, str]:
+    async def health(response: Response) -> dict[str, str]:
         if state.faults().database_broken:
             response.status_code = 503
             return {"status": "unhealthy"}
         return {"status": "healthy"}
 
     @app.get("/api/health/database")
-    def database(response: Response) -> dict[str, str]:
+    async def database(response: Response) -> dict[str, str]:
         if state.faults().database_broken:
             response.status_code = 503
             return {"status": "disconnected"}
         return {"status": "connected"}
 
     @app.post("/api/auth/login")
-    def login(body: _Login) -> dict[str, str]:
+    async def login(body: _Login) -> dict[str, str]:
         if state.faults().login_broken:
             raise _Broken("AuthError: session store unavailable")
         token = state.login(body.email, body.password)
@@ -220,27 +237,27 @@ def create_app(
         return {"token": token}
 
     @app.get("/api/dashboard")
-    def dashboard(authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+    async def dashboard(authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
         return {"user": signed_in(authorization), "appointments": len(_APPOINTMENTS)}
 
     @app.post("/api/payments")
-    def payments(authorization: Annotated[str | None, Header()] = None) -> dict[str, str]:
+    async def payments(authorization: Annotated[str | None, Header()] = None) -> dict[str, str]:
         signed_in(authorization)
         if state.faults().payments_broken:
             raise _Broken("PaymentError: card processor rejected the request")
         return {"status": "succeeded"}
 
     @app.get("/api/appointments")
-    def appointments() -> list[dict[str, Any]]:
+    async def appointments() -> list[dict[str, Any]]:
         return _APPOINTMENTS
 
     @app.post("/_sandbox/live")
-    def go_live(body: _Live) -> _Live:
+    async def go_live(body: _Live) -> _Live:
         state.set_live(body.release)
         return body
 
     @app.post("/_sandbox/faults")
-    def switch_faults(body: _Switch) -> Faults:
+    async def switch_faults(body: _Switch) -> Faults:
         state.set_faults(body.faults, body.release)
         return state.faults(body.release)
 

@@ -25,7 +25,6 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import TracebackType
@@ -106,17 +105,18 @@ class Tick:
     """One tick as the store saw it (wall-clock seconds since the epoch)."""
 
     at: float  # the tick's own time: when it started reading
-    read: float  # when its readings reached the store: every signal read
+    read: float  # when its readings reached the store: every signal read, the engine decided
     errors: int  # probe errors (signals that gave no reading)
-    decided: float | None = None  # when its decision was stored
-    verdict: str | None = None
+    decided: float  # when its readings and decision were stored (one transaction)
+    verdict: str
 
 
 class TimedStore:
     """The real store, unchanged, noting how long every call takes (``calls``: when each
-    returned, and its latency), when each tick's readings arrive (the watch stores them the
-    moment the last signal is read) and its decision is stored, and when each of the writes a
-    rollback makes on its way out (``MARKED``) returns."""
+    returned, and its latency), when each tick's readings and decision arrive (the watch
+    stores them together the moment the last signal is read and the engine has decided: ~0.1
+    ms, ``bench/engine.py``) and are stored, and when each of the writes a rollback makes on
+    its way out (``MARKED``) returns."""
 
     MARKED = frozenset({"update_watch", "queue_notification", "begin_action"})
 
@@ -150,25 +150,20 @@ class TimedStore:
         """When the first ``name`` call after ``after`` returned."""
         return next(at for method, at in self.marks if method == name and at > after)
 
-    async def add_readings(
+    async def add_tick(
         self,
         watch_id: str,
         readings: Sequence[Reading],
         errors: Sequence[ProbeError],
-        at: datetime,
+        decision: Decision,
         *more: Any,
-    ) -> None:
+    ) -> Any:
         read = time.time()
-        await self._store.add_readings(watch_id, readings, errors, at, *more)
-        self._returned("add_readings", read)
-        self.ticks[watch_id].append(Tick(at.timestamp(), read, len(errors)))
-
-    async def add_decision(self, watch_id: str, decision: Decision, *more: Any) -> None:
-        began = time.time()
-        await self._store.add_decision(watch_id, decision, *more)
-        self._returned("add_decision", began)
-        tick = self.ticks[watch_id][-1]
-        tick.decided, tick.verdict = time.time(), str(decision.verdict)
+        stored = await self._store.add_tick(watch_id, readings, errors, decision, *more)
+        self._returned("add_tick", read)
+        tick = Tick(decision.at.timestamp(), read, len(errors), time.time(), str(decision.verdict))
+        self.ticks[watch_id].append(tick)
+        return stored
 
     def as_store(self) -> StateStore:
         return cast(StateStore, self)

@@ -98,7 +98,6 @@ async def store_incident(
             Reading(at, "users_affected", users, samples=2500),
             Reading(at, "latency_change", latency, {"check": "api", "percentile": "p95"}),
         ]
-        await store.add_readings(watch.id, readings, [], at)
         if flag and verdict is Verdict.ROLLBACK:
             verdict, rule = Verdict.DISABLE_FLAG, "flag-broken"
         decision = Decision(
@@ -110,7 +109,7 @@ async def store_incident(
             urgency="immediate" if verdict is Verdict.ROLLBACK else None,
             flag="new_checkout" if verdict is Verdict.DISABLE_FLAG else None,
         )
-        await store.add_decision(watch.id, decision)
+        await store.add_tick(watch.id, readings, [], decision)
         decisions.append(decision)
     decided = decisions[-1]
     watch = replace(

@@ -100,6 +100,7 @@ class Watchdog:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._seen: dict[str, ProviderDeployment] = {}
         self._discovery_failing: set[str] = set()
+        self._jobs_held: dict[str, datetime] = {}  # job lease → when it expires
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.followup: Followup | None = None
         self.ready = False
@@ -131,9 +132,10 @@ class Watchdog:
         self._every(interval / 2, self.renew, "renew")
         self._every(FOLLOWUP_EVERY, self.follow_up, "followup")
         every = self.config.settings.watch.discover
-        if every is not None:
-            for target in self._contexts:
-                self._every(every, self.discover, f"discover:{target}", target)
+        if every is not None:  # spread over the period, not all at once
+            for i, target in enumerate(self._contexts):
+                first = every * i / len(self._contexts)
+                self._every(every, self.discover, f"discover:{target}", target, first=first)
         if self.config.settings.drills is not None:
             self._schedule_drill(drill_trigger(self.config))
         self._scheduler.start()
@@ -141,7 +143,12 @@ class Watchdog:
         log.info("daemon.started", watches=len(self._watches), targets=len(self._contexts))
 
     def _every(
-        self, period: timedelta, job: Callable[..., Awaitable[Any]], job_id: str, *args: Any
+        self,
+        period: timedelta,
+        job: Callable[..., Awaitable[Any]],
+        job_id: str,
+        *args: Any,
+        first: timedelta = timedelta(0),
     ) -> None:
         seconds = period.total_seconds()
         self._scheduler.add_job(
@@ -153,7 +160,7 @@ class Watchdog:
             max_instances=1,
             coalesce=True,
             misfire_grace_time=max(1, round(seconds)),
-            next_run_time=datetime.now(UTC),
+            next_run_time=datetime.now(UTC) + first,
         )
 
     async def _tracked(self, job: Callable[..., Awaitable[Any]], *args: Any) -> None:
@@ -169,9 +176,18 @@ class Watchdog:
     async def _singleton(self, name: str, ttl: timedelta) -> bool:
         """Whether this replica runs job ``name`` this time: one replica at a time does, the
         one holding its lease (``ttl``: longer than a run, so a second replica never starts
-        one while the first runs)."""
-        lease = await self.store.acquire_lease(f"job:{name}", self.owner, ttl, self._clock.now())
-        return lease is not None
+        one while the first runs). A lease with two thirds of its time left is not asked for
+        again: nobody else can take it before it expires."""
+        now = self._clock.now()
+        until = self._jobs_held.get(name)
+        if until is not None and until - now > ttl * 2 / 3:
+            return True
+        lease = await self.store.acquire_lease(f"job:{name}", self.owner, ttl, now)
+        if lease is None:
+            self._jobs_held.pop(name, None)
+            return False
+        self._jobs_held[name] = lease.expires_at
+        return True
 
     async def _lease(self, record: WatchRecord) -> Lease | None:
         """Take or renew the watch's lease; None when another replica holds it."""
@@ -218,14 +234,22 @@ class Watchdog:
                 await self._finished(watch)
 
     async def renew(self) -> None:
-        """Renew the lease of every watch held here, a tick in flight or not (a rollback and
-        its verification take minutes)."""
-        for watch in list(self._watches.values()):
-            try:
-                lease = await self._lease(watch.record)
-            except WatchdogError as exc:
-                log.error("lease.renew_failed", watch=watch.record.id, error=str(exc))
-                continue
+        """Renew the lease of every watch held here at once, a tick in flight or not (a
+        rollback and its verification take minutes); a watch whose lease another replica
+        took is dropped."""
+        watches = list(self._watches.values())
+        if not watches:
+            return
+        ttl = max(watch.record.interval for watch in watches) * 2  # as ``_lease`` gives
+        names = [_lease_name(watch.record.id) for watch in watches]
+        try:
+            renewed = await self.store.renew_leases(names, self.owner, ttl, self._clock.now())
+        except WatchdogError as exc:
+            log.error("lease.renew_failed", watches=len(names), error=str(exc))
+            return
+        held = {lease.name: lease for lease in renewed}
+        for watch, name in zip(watches, names, strict=True):
+            lease = held.get(name)
             if lease is None or (watch.lease and lease.token != watch.lease.token):
                 self._lost(watch)
             else:
@@ -261,10 +285,20 @@ class Watchdog:
             await self.followup.run()
 
     async def _open_contexts(self, config: LoadedConfig) -> None:
+        # One client for the outside APIs (Sentry, providers, flags) of every target: its
+        # connections stay open from one target's tick to the next.
+        timeout = config.settings.watch.probe_timeout.total_seconds()
+        api = await self._stack.enter_async_context(new_client(timeout=timeout))
         for target in config.settings.targets:
             context = await self._stack.enter_async_context(
                 target_context(
-                    config.settings, config.rules, self.store, self._clock, target, self._sleep
+                    config.settings,
+                    config.rules,
+                    self.store,
+                    self._clock,
+                    target,
+                    self._sleep,
+                    api,
                 )
             )
             context.on_probe_error = self._count_probe_error
@@ -322,7 +356,7 @@ class Watchdog:
         (Vercel's instant rollback goes back to one), or one serving a release this watchdog
         rolled back to (Render and Railway redeploy it as a new deployment)."""
         every = self.config.settings.watch.discover or self.config.settings.watch.interval
-        if not await self._singleton(f"discover:{target}", every * 3):
+        if not await self._singleton("discover", every * 3):  # one replica discovers them all
             return
         async with selfmonitor.checkin(f"watchdog-discover-{target}", every):
             await self._discover(target)
@@ -383,12 +417,8 @@ class Watchdog:
         self._in_flight.add(task)
         interval = watch.record.interval.total_seconds()
         try:
-            watch.lease = await self._lease(watch.record)
-            if watch.lease is None:
-                self._lost(watch)
-                return
             # Ticks are due every interval from the watch's start: how far past its slot this
-            # one begins to read (after the store answered for the lease).
+            # one begins. Its lease is the one ``renew`` keeps; its writes are fenced by it.
             self.metrics.tick_lag.observe(
                 (self._clock.now() - watch.record.started_at).total_seconds() % interval
             )

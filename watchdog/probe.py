@@ -33,12 +33,14 @@ async def target_sources(
     clock: Clock,
     history: LatencyHistory | None = None,
     store: StateStore | None = None,
+    api: httpx.AsyncClient | None = None,
 ) -> AsyncIterator[list[SignalSource]]:
     """Every source the config gives ``target``, with one HTTP client per outside service
-    (Sentry; the target's own endpoints), closed on exit. With a ``store``, also the outside
-    signals raised against the deployment (``security_alert``), which only the store holds,
-    and a latency probe history kept there, so a restart does not lose the baseline. Without
-    a ``history``, one is made (in the store when there is one)."""
+    (Sentry; the target's own endpoints), closed on exit; Sentry's is ``api`` when given (the
+    daemon shares one across targets, so its connections stay open). With a ``store``, also
+    the outside signals raised against the deployment (``security_alert``), which only the
+    store holds, and a latency probe history kept there, so a restart does not lose the
+    baseline. Without a ``history``, one is made (in the store when there is one)."""
     config = settings.targets[target]
     if history is None:
         history = LatencyHistory(store=store, target=target)
@@ -46,8 +48,9 @@ async def target_sources(
     sources: list[SignalSource] = []
     async with AsyncExitStack() as stack:
         if config.sentry is not None and settings.sentry is not None:
-            sentry_client = await stack.enter_async_context(new_client(timeout=timeout))
-            sources.append(SentrySignal(settings.sentry, config.sentry, sentry_client, clock))
+            if api is None:
+                api = await stack.enter_async_context(new_client(timeout=timeout))
+            sources.append(SentrySignal(settings.sentry, config.sentry, api, clock))
         if config.health or config.flows or config.latency:
             app = await stack.enter_async_context(new_client(timeout=timeout))
             if config.health:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+import httpx
 import structlog
 
 from watchdog.actions import ActionRunner
@@ -96,6 +97,10 @@ class Watch:
         # Set by a daemon sharing the store with other replicas: every write of the watch and
         # every action is fenced by it, so a replica that lost the watch writes nothing.
         self.lease: Lease | None = None
+        # Every reading stored so far, oldest first: read from the store once, then kept, so
+        # a tick writes to the store and never reads its history back.
+        self._readings: list[Reading] | None = None
+        self._told: set[str] = set()  # what ticks told already (the outbox sends each once)
         self._log = log.bind(watch=record.id, target=record.target, deployment=deployment.id)
 
     @classmethod
@@ -127,6 +132,7 @@ class Watch:
         stored = await ctx.store.deployment(deployment.target, deployment.id)
         watch = cls(ctx, opened, stored or deployment)
         if opened.id == new_id:  # this call opened it (announced twice: the first did)
+            watch._readings = []
             await watch._save(state=WatchState.OBSERVING, baseline=await watch._row_counts())
             watch._log.info(
                 "watch.started", closes_at=opened.closes_at.isoformat(), dry_run=dry_run
@@ -149,11 +155,6 @@ class Watch:
         """One tick at the clock's time; None once the watch is closed."""
         if self.closed:
             return None
-        stored = await self.ctx.store.watch(self.record.id)
-        if stored is not None:  # a hold or an ack may have come through any replica
-            self.record = replace(
-                self.record, held=stored.held, acknowledged_at=stored.acknowledged_at
-            )
         if self.record.state in (WatchState.ACTING, WatchState.VERIFYING):
             await self._carry_on()  # a restart came in the middle of acting
             return None
@@ -162,15 +163,19 @@ class Watch:
         probe = await read_all(
             self.ctx.sources, self.deployment, now, settings.watch.probe_timeout, self.ctx.health
         )
-        await self.ctx.store.add_readings(
-            self.record.id, probe.readings, probe.errors, now, self.lease
-        )
         if self.ctx.on_probe_error is not None:
             for error in probe.errors:
                 self.ctx.on_probe_error(error)
-        readings = await self.ctx.store.readings(self.record.id)
+        if self._readings is None:
+            self._readings = await self.ctx.store.readings(self.record.id)
+        readings = [*self._readings, *probe.readings]
         decision = decide(self.ctx.rules, self.deployment, readings, now, self.record.interval)
-        await self.ctx.store.add_decision(self.record.id, decision, self.lease)
+        stored = await self.ctx.store.add_tick(
+            self.record.id, probe.readings, probe.errors, decision, self.lease
+        )
+        self._readings = readings
+        # A hold or an ack may have come through any replica.
+        self.record = replace(self.record, held=stored.held, acknowledged_at=stored.acknowledged_at)
         self._log.info(
             "decision.made",
             verdict=str(decision.verdict),
@@ -178,8 +183,10 @@ class Watch:
             readings=len(probe.readings),
             errors=len(probe.errors),
         )
-        if decision.verdict in _TOLD_AT_TICK:
-            await self._tell(_TOLD_AT_TICK[decision.verdict])
+        told = _TOLD_AT_TICK.get(decision.verdict)
+        if told is not None and told not in self._told:
+            self._told.add(told)
+            await self._tell(told)
         if decision.verdict is Verdict.ROLLBACK and not self.record.held:
             await self._roll_back(decision)
         elif (
@@ -196,7 +203,6 @@ class Watch:
     async def supersede(self, by: str) -> None:
         """A newer deployment of the target replaced this one before the window ended."""
         await self._close(Outcome.SUPERSEDED, explanation=f"superseded by deployment {by}")
-
 
     async def _roll_back(self, decision: Decision) -> None:
         await self._save(
@@ -416,23 +422,27 @@ async def target_context(
     clock: Clock,
     target: str,
     sleep: Sleep = asyncio.sleep,
+    api: httpx.AsyncClient | None = None,
 ) -> AsyncIterator[Context]:
     """A target's Context from the config, with its HTTP clients open for as long as it is
-    used (one per outside service, kept across ticks)."""
-    timeout = settings.watch.probe_timeout.total_seconds()
-    async with (
-        target_sources(settings, target, clock, store=store) as sources,
-        new_client(timeout=timeout) as client,
-    ):
-        flags = build_flag_switch(settings.flags, client) if settings.flags else None
+    used (kept across ticks): one for the target's own endpoints, and one for the outside
+    APIs (Sentry, the provider, the flags service), which is ``api`` when given: the daemon
+    shares one across every target, so its connections to those APIs stay open."""
+    async with AsyncExitStack() as stack:
+        if api is None:
+            timeout = settings.watch.probe_timeout.total_seconds()
+            api = await stack.enter_async_context(new_client(timeout=timeout))
+        sources = await stack.enter_async_context(
+            target_sources(settings, target, clock, store=store, api=api)
+        )
         yield Context(
             settings,
             rules,
             store,
             clock,
             sources,
-            build_provider(settings.targets[target].provider, client, clock),
-            flags,
+            build_provider(settings.targets[target].provider, api, clock),
+            build_flag_switch(settings.flags, api) if settings.flags else None,
             SourceHealth(),
             sleep,
         )

@@ -71,16 +71,15 @@ class Story:
         readings: Sequence[tuple[str, float, dict[str, str], int | None]] = (),
         errors: Sequence[ProbeError] = (),
     ) -> Decision:
-        """Tick ``n`` (at T0 + n ticks): store what was read, decide, store the decision."""
+        """Tick ``n`` (at T0 + n ticks): decide on what was read, store both."""
         at = T0 + n * TICK
         read = [
             Reading(at, metric, value, labels, samples)
             for metric, value, labels, samples in readings
         ]
-        await self.store.add_readings(self.watch.id, read, errors, at)
         self.readings += read
         decision = decide(RULES, self.deployment, self.readings, at, TICK)
-        await self.store.add_decision(self.watch.id, decision)
+        await self.store.add_tick(self.watch.id, read, errors, decision)
         return decision
 
     async def error_rates(self, *rates: float, samples: int = 5400) -> Decision:

@@ -162,16 +162,13 @@ async def test_a_watch_round_trips_every_field(store: SqlStore) -> None:
 async def test_readings_errors_and_decisions_round_trip_in_order(store: SqlStore) -> None:
     await store.save_deployment(DEP)
     watch = await store.open_watch(new_watch())
+    tick1 = [Reading(T0 + timedelta(seconds=15), "error_rate", 0.001, samples=2900)]
     tick2 = [
         Reading(T0 + timedelta(seconds=30), "error_rate", 0.02, samples=3000),
         Reading(T0 + timedelta(seconds=30), "flow", 0.0, {"flow": "auth"}),
     ]
-    tick1 = [Reading(T0 + timedelta(seconds=15), "error_rate", 0.001, samples=2900)]
     error = ProbeError("sentry", Failure.TIMEOUT, "no answer within 10s", "error_rate")
-    await store.add_readings(watch.id, tick2, [], T0 + timedelta(seconds=30))
-    await store.add_readings(watch.id, tick1, [error], T0 + timedelta(seconds=15))
-    assert await store.readings(watch.id) == tick1 + tick2
-    assert await store.probe_errors(watch.id) == [(T0 + timedelta(seconds=15), error)]
+    first = Decision(Verdict.NONE, T0 + timedelta(seconds=15), "error_rate 0.1 % → none")
     decision = Decision(
         Verdict.ROLLBACK,
         T0 + timedelta(seconds=30),
@@ -183,8 +180,28 @@ async def test_readings_errors_and_decisions_round_trip_in_order(store: SqlStore
         scope=Scope.APPLICATION,
         also_fired=("error-rate-high",),
     )
-    await store.add_decision(watch.id, decision)
-    assert await store.decisions(watch.id) == [decision]
+    assert await store.add_tick(watch.id, tick1, [error], first) == watch
+    assert await store.add_tick(watch.id, tick2, [], decision) == watch
+    assert await store.readings(watch.id) == tick1 + tick2
+    assert await store.probe_errors(watch.id) == [(T0 + timedelta(seconds=15), error)]
+    assert await store.decisions(watch.id) == [first, decision]
+
+
+async def test_a_tick_sees_a_hold_and_an_ack_made_since(store: SqlStore) -> None:
+    await store.save_deployment(DEP)
+    watch = await store.open_watch(new_watch())
+    await store.hold_watch(watch.id)
+    await store.acknowledge_watch(watch.id, T0 + timedelta(minutes=2))
+    seen = await store.add_tick(watch.id, [], [], Decision(Verdict.NONE, T0, "ok"))
+    assert seen.held
+    assert seen.acknowledged_at == T0 + timedelta(minutes=2)
+
+
+async def test_a_tick_of_an_unknown_watch_is_a_store_error(store: SqlStore) -> None:
+    reading = Reading(T0, "error_rate", 0.02, samples=3000)
+    with pytest.raises(StoreError):
+        await store.add_tick("nope", [reading], [], Decision(Verdict.NONE, T0, "ok"))
+    assert await store.readings("nope") == []
 
 
 async def test_a_deployment_is_rolled_back_at_most_once(store: SqlStore) -> None:
@@ -322,6 +339,26 @@ async def test_a_released_lease_is_free_at_once_but_only_its_owner_releases_it(
     assert taken == Lease("watch:w1", "replica-b", 2, T0 + SECOND + TTL)
 
 
+async def test_a_replica_renews_every_lease_it_still_holds_at_once(store: SqlStore) -> None:
+    for name in ("watch:w1", "watch:w2", "watch:w3", "watch:w4"):
+        assert await store.acquire_lease(name, "replica-a", TTL, T0) is not None
+    await store.release_lease("watch:w2", "replica-a")  # its watch closed
+    assert await store.acquire_lease("watch:w3", "replica-b", TTL, T0 + TTL) is not None
+    later = T0 + 2 * TTL  # w1 and w4 expired, but nobody took them
+
+    renewed = await store.renew_leases(
+        ["watch:w1", "watch:w2", "watch:w3", "watch:w4", "watch:w5"], "replica-a", TTL, later
+    )
+
+    assert [(x.name, x.token, x.expires_at) for x in renewed] == [
+        ("watch:w1", 1, later + TTL),
+        ("watch:w4", 1, later + TTL),
+    ]
+    assert await store.acquire_lease("watch:w1", "replica-b", TTL, later + SECOND) is None
+    assert (await store.leases("watch:w3"))[0].owner == "replica-b"
+    assert await store.renew_leases([], "replica-a", TTL, later) == []
+
+
 async def test_leases_are_listed_by_an_exact_prefix(store: SqlStore) -> None:
     for name in ("watch:b", "watch:a", "WATCH:c", "w%x", "scheduler"):
         await store.acquire_lease(name, "replica-a", TTL, T0)
@@ -371,9 +408,7 @@ async def test_an_action_fenced_by_a_lease_lost_is_refused_and_not_written(
         await store.update_watch(replace(watch, state=WatchState.ACTING), fence=mine)
     reading = Reading(T0, "error_rate", 0.02, samples=3000)
     with pytest.raises(LeaseLost):
-        await store.add_readings(watch.id, [reading], [], T0, fence=mine)
-    with pytest.raises(LeaseLost):
-        await store.add_decision(watch.id, Decision(Verdict.NONE, T0, "ok"), fence=mine)
+        await store.add_tick(watch.id, [reading], [], Decision(Verdict.NONE, T0, "ok"), mine)
 
     assert await store.readings(watch.id) == []
     assert await store.decisions(watch.id) == []

@@ -80,24 +80,22 @@ class StateStore(Protocol):
     async def set_incident_report(self, watch_id: str, path: str) -> None:
         """Remember where the watch's post-mortem was written."""
 
-    async def add_readings(
+    async def add_tick(
         self,
         watch_id: str,
         readings: Sequence[Reading],
         errors: Sequence[ProbeError],
-        at: datetime,
+        decision: Decision,
         fence: Lease | None = None,
-    ) -> None:
-        """Record one tick's readings and probe errors together (fenced as update_watch)."""
+    ) -> WatchRecord:
+        """Record one tick together: its readings, its probe errors (at ``decision.at``) and
+        its decision, fenced as update_watch. Returns the watch as stored now, so the tick
+        sees a hold or an ack that came through any replica. StoreError for an unknown
+        watch."""
 
     async def readings(self, watch_id: str) -> list[Reading]: ...
 
     async def probe_errors(self, watch_id: str) -> list[tuple[datetime, ProbeError]]: ...
-
-    async def add_decision(
-        self, watch_id: str, decision: Decision, fence: Lease | None = None
-    ) -> None:
-        """Record one tick's decision (fenced as update_watch)."""
 
     async def decisions(self, watch_id: str) -> list[Decision]: ...
 
@@ -145,6 +143,13 @@ class StateStore(Protocol):
         lease expired (``expires_at <= now``), or renew it when ``owner`` holds it already.
         None when another owner holds it unexpired. Atomic: of replicas racing, one wins.
         The token grows by one when the lease changes hands and stays on renewal."""
+
+    async def renew_leases(
+        self, names: Sequence[str], owner: str, ttl: timedelta, now: datetime
+    ) -> list[Lease]:
+        """Extend to ``now + ttl`` each of ``names`` that ``owner`` still holds, expired or
+        not (nobody took it) but not released; the leases renewed, by name. One statement for
+        every lease a replica holds, where acquire_lease would take one each."""
 
     async def release_lease(self, name: str, owner: str) -> None:
         """Expire ``owner``'s lease on ``name`` now, whatever the caller's clock: it is listed

@@ -175,16 +175,17 @@ class SqlStore:
             {"p": path, "i": watch_id},
         )
 
-    async def add_readings(
+    async def add_tick(
         self,
         watch_id: str,
         readings: Sequence[Reading],
         errors: Sequence[ProbeError],
-        at: datetime,
+        decision: Decision,
         fence: Lease | None = None,
-    ) -> None:
+    ) -> WatchRecord:
         reading_rows = [codec.reading_row(watch_id, r) for r in readings]
-        error_rows = [codec.probe_error_row(watch_id, at, e) for e in errors]
+        error_rows = [codec.probe_error_row(watch_id, decision.at, e) for e in errors]
+        decision_row = codec.decision_row(watch_id, decision)
         async with self._db.transaction() as tx:
             if fence is not None:
                 await _hold(tx, fence, None)
@@ -192,6 +193,9 @@ class SqlStore:
                 await tx.run_many(_insert("readings", reading_rows[0]), reading_rows)
             if error_rows:
                 await tx.run_many(_insert("probe_errors", error_rows[0]), error_rows)
+            await tx.run(_insert("decisions", decision_row), decision_row)
+            stored = await tx.run("SELECT * FROM watches WHERE id = %(i)s", {"i": watch_id})
+        return codec.watch(stored[0])  # the decision's foreign key refused an unknown watch
 
     async def readings(self, watch_id: str) -> list[Reading]:
         rows = await self._all(
@@ -204,15 +208,6 @@ class SqlStore:
             "SELECT * FROM probe_errors WHERE watch_id = %(w)s ORDER BY at", {"w": watch_id}
         )
         return [codec.probe_error(r) for r in rows]
-
-    async def add_decision(
-        self, watch_id: str, decision: Decision, fence: Lease | None = None
-    ) -> None:
-        row = codec.decision_row(watch_id, decision)
-        async with self._db.transaction() as tx:
-            if fence is not None:
-                await _hold(tx, fence, None)
-            await tx.run(_insert("decisions", row), row)
 
     async def decisions(self, watch_id: str) -> list[Decision]:
         rows = await self._all(
@@ -308,6 +303,22 @@ class SqlStore:
             },
         )
         return codec.lease(row) if row else None
+
+    async def renew_leases(
+        self, names: Sequence[str], owner: str, ttl: timedelta, now: datetime
+    ) -> list[Lease]:
+        if ttl <= timedelta(0):
+            raise ValueError(f"leases of {owner!r}: ttl must be positive, got {ttl}")
+        if not names:
+            return []
+        params: Row = {f"n{i}": name for i, name in enumerate(names)}
+        listed = ", ".join(f"%({key})s" for key in params)
+        rows = await self._all(
+            f"UPDATE leases SET expires_at = %(x)s WHERE owner = %(o)s AND name IN ({listed}) "  # noqa: S608
+            "AND expires_at > %(r)s RETURNING *",
+            {**params, "x": codec.put_ts(now + ttl), "o": owner, "r": _RELEASED},
+        )
+        return sorted((codec.lease(r) for r in rows), key=lambda lease: lease.name)
 
     async def release_lease(self, name: str, owner: str) -> None:
         await self._all(

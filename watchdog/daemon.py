@@ -467,9 +467,8 @@ class Watchdog:
             )
         older = [
             record
-            for record in await self.store.open_watches()
-            if record.target == deployment.target
-            and record.deployment_id != deployment.id
+            for record in await self.store.open_watches(deployment.target)
+            if record.deployment_id != deployment.id
             and record.state not in _BUSY
         ]
         for record in older:
@@ -527,7 +526,7 @@ class Watchdog:
         if target not in targets:
             raise ConfigError(f"target {target!r}: expected one of {', '.join(targets)}")
         if deployment_id is None:
-            watched = [w for w in await self.store.open_watches() if w.target == target]
+            watched = await self.store.open_watches(target)
             if not watched:
                 raise UnknownWatch(f"no open watch of {target}")
             deployment_id = watched[-1].deployment_id

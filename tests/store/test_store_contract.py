@@ -133,6 +133,17 @@ async def test_one_open_watch_per_deployment(store: SqlStore) -> None:
     assert [w.id for w in await store.recent_watches(5)] == [later.id, first.id]
 
 
+async def test_open_watches_of_one_target(store: SqlStore) -> None:
+    web = replace(DEP, target="web")
+    for deployment in (DEP, web):
+        await store.save_deployment(deployment)
+    backend_watch = await store.open_watch(new_watch())
+    web_watch = await store.open_watch(new_watch(target="web"))
+    assert await store.open_watches("web") == [web_watch]
+    assert await store.open_watches("backend") == [backend_watch]
+    assert await store.open_watches("nowhere") == []
+
+
 async def test_a_watch_round_trips_every_field(store: SqlStore) -> None:
     await store.save_deployment(DEP)
     watch = await store.open_watch(new_watch(dry_run=True))

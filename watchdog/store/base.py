@@ -59,8 +59,9 @@ class StateStore(Protocol):
 
     async def watch(self, watch_id: str) -> WatchRecord | None: ...
 
-    async def open_watches(self) -> list[WatchRecord]:
-        """Watches not closed yet, oldest first: what a restarted daemon resumes."""
+    async def open_watches(self, target: str | None = None) -> list[WatchRecord]:
+        """Watches not closed yet (of ``target`` only, when given), oldest first: what a
+        restarted daemon resumes."""
 
     async def recent_watches(self, limit: int) -> list[WatchRecord]:
         """The newest watches, open or closed."""

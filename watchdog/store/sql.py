@@ -133,10 +133,11 @@ class SqlStore:
         row = await self._one("SELECT * FROM watches WHERE id = %(i)s", {"i": watch_id})
         return codec.watch(row) if row else None
 
-    async def open_watches(self) -> list[WatchRecord]:
+    async def open_watches(self, target: str | None = None) -> list[WatchRecord]:
+        of_target = "" if target is None else " AND target = %(t)s"
         rows = await self._all(
-            "SELECT * FROM watches WHERE state <> %(c)s ORDER BY started_at",
-            {"c": str(WatchState.CLOSED)},
+            f"SELECT * FROM watches WHERE state <> %(c)s{of_target} ORDER BY started_at",  # noqa: S608
+            {"c": str(WatchState.CLOSED), "t": target},
         )
         return [codec.watch(r) for r in rows]
 

@@ -7,7 +7,7 @@ what the watch did.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 import structlog
@@ -16,7 +16,7 @@ from watchdog.clock import Clock
 from watchdog.errors import WatchdogError
 from watchdog.incident import write_incident
 from watchdog.notify.base import Message, Notifier
-from watchdog.notify.escalation import HORIZON, Escalator
+from watchdog.notify.escalation import HORIZON, RECENT, Escalator
 from watchdog.notify.messages import compose
 from watchdog.notify.outbox import Outbox
 from watchdog.settings import EscalationStep, LoadedConfig
@@ -32,7 +32,6 @@ INCIDENT_OUTCOMES = {
     Outcome.FLAG_DISABLED,
     Outcome.WOULD_ROLL_BACK,
 }
-_RECENT = 200
 
 
 class Followup:
@@ -67,15 +66,25 @@ class Followup:
         """One round: page what is due, write the post-mortems still missing, send the
         outbox. Each part's failure is logged and left for the next round."""
         async with self._lock:
-            for part in (self._escalator.run, self._write_incidents, self.outbox.drain):
+            try:
+                recent = await self._store.recent_watches(RECENT)  # one read for both
+            except WatchdogError as exc:
+                log.error("followup.failed", part="recent_watches", error=str(exc))
+                recent = []
+            parts: tuple[tuple[str, Callable[[], Awaitable[object]]], ...] = (
+                ("escalation", lambda: self._escalator.run(recent)),
+                ("_write_incidents", lambda: self._write_incidents(recent)),
+                ("drain", self.outbox.drain),
+            )
+            for name, part in parts:
                 try:
                     await part()
                 except WatchdogError as exc:
-                    log.error("followup.failed", part=part.__name__, error=str(exc))
+                    log.error("followup.failed", part=name, error=str(exc))
 
-    async def _write_incidents(self) -> None:
+    async def _write_incidents(self, recent: Sequence[WatchRecord]) -> None:
         now = self._clock.now()
-        for record in await self._store.recent_watches(_RECENT):
+        for record in recent:
             if (
                 record.outcome in INCIDENT_OUTCOMES
                 and record.incident_report is None

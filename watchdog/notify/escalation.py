@@ -30,7 +30,8 @@ _NEEDS_PEOPLE = {Outcome.INCONCLUSIVE, Outcome.ROLLBACK_FAILED}
 # How far back unacknowledged incidents are still escalated (a restart after a long outage
 # still pages what is due, but not last month's incidents).
 HORIZON = timedelta(days=1)
-_RECENT = 500
+# How many of the newest watches each follow-up round looks at (escalation, post-mortems).
+RECENT = 500
 
 Compose = Callable[[str, EscalationStep], Awaitable[Message]]
 
@@ -73,13 +74,14 @@ class Escalator:
         self._clock = clock
         self._compose = compose
 
-    async def run(self) -> int:
-        """Queue every page due now; how many levels were paged."""
+    async def run(self, recent: Sequence[WatchRecord]) -> int:
+        """Queue every page due now for the ``recent`` watches (the newest ``RECENT``); how
+        many levels were paged."""
         if not self._chain:
             return 0
         now = self._clock.now()
         paged_now = 0
-        for record in await self._store.recent_watches(_RECENT):
+        for record in recent:
             start = incident_start(record)
             if start is None or record.acknowledged_at is not None or now - start > HORIZON:
                 continue

@@ -93,8 +93,12 @@ class Watchdog:
         self.metrics = metrics
         self._clock = clock
         self._sleep = sleep
-        self._stack = AsyncExitStack()
-        self._contexts: dict[str, Context] = {}
+        self._stack = AsyncExitStack()  # the daemon's own clients (notifiers)
+        self._contexts: dict[str, Context] = {}  # the running config's, by target
+        # Each loaded config's target contexts and what closes them: the running config's,
+        # and earlier ones that a watch started before a reload still uses.
+        self._configs: list[tuple[AsyncExitStack, dict[str, Context]]] = []
+        self._ticking: set[Watch] = set()
         self._watches: dict[str, Watch] = {}
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._scheduler = AsyncIOScheduler(timezone=UTC)
@@ -285,25 +289,41 @@ class Watchdog:
             await self.followup.run()
 
     async def _open_contexts(self, config: LoadedConfig) -> None:
-        # One client for the outside APIs (Sentry, providers, flags) of every target: its
-        # connections stay open from one target's tick to the next.
-        timeout = config.settings.watch.probe_timeout.total_seconds()
-        api = await self._stack.enter_async_context(new_client(timeout=timeout))
-        for target in config.settings.targets:
-            context = await self._stack.enter_async_context(
-                target_context(
-                    config.settings,
-                    config.rules,
-                    self.store,
-                    self._clock,
-                    target,
-                    self._sleep,
-                    api,
+        """Open ``config``'s target contexts for the watches started from now on; those of
+        the config before are closed once no watch uses them (``_close_unused``)."""
+        async with AsyncExitStack() as stack:
+            # One client for the outside APIs (Sentry, providers, flags) of every target:
+            # its connections stay open from one target's tick to the next.
+            timeout = config.settings.watch.probe_timeout.total_seconds()
+            api = await stack.enter_async_context(new_client(timeout=timeout))
+            contexts: dict[str, Context] = {}
+            for target in config.settings.targets:
+                context = await stack.enter_async_context(
+                    target_context(
+                        config.settings,
+                        config.rules,
+                        self.store,
+                        self._clock,
+                        target,
+                        self._sleep,
+                        api,
+                    )
                 )
-            )
-            context.on_probe_error = self._count_probe_error
-            context.notify = self._notify
-            self._contexts[target] = context
+                context.on_probe_error = self._count_probe_error
+                context.notify = self._notify
+                contexts[target] = context
+            self._configs.append((stack.pop_all(), contexts))
+        self._contexts = contexts
+        await self._close_unused()
+
+    async def _close_unused(self) -> None:
+        """Close the clients of every earlier config that no watch uses any more."""
+        used = {id(w.ctx) for w in (*self._watches.values(), *self._ticking)}
+        for opened in self._configs[:-1]:
+            stack, contexts = opened
+            if used.isdisjoint(id(context) for context in contexts.values()):
+                self._configs.remove(opened)
+                await stack.aclose()
 
     async def _notify(self, record: WatchRecord, kind: str) -> None:
         assert self.followup is not None
@@ -329,12 +349,15 @@ class Watchdog:
                 await self.store.release_lease(_lease_name(watch.record.id), self.owner)
             except WatchdogError as exc:
                 log.error("lease.release_failed", watch=watch.record.id, error=str(exc))
+        for stack, _ in reversed(self._configs):
+            await stack.aclose()
         await self._stack.aclose()
         log.info("daemon.stopped", open_watches=len(self._watches))
 
     async def reload(self, config: LoadedConfig) -> None:
-        """Use ``config`` for watches started from now on; running watches keep theirs. A
-        config the scheduler cannot use is refused whole, and the running one kept."""
+        """Use ``config`` for watches started from now on; running watches keep theirs, and
+        its clients are closed when the last of them ends. A config the scheduler cannot use
+        is refused whole, and the running one kept."""
         try:
             trigger = drill_trigger(config) if config.settings.drills is not None else None
         except ConfigError as exc:
@@ -362,6 +385,8 @@ class Watchdog:
             await self._discover(target)
 
     async def _discover(self, target: str) -> None:
+        if target not in self._contexts:  # a reload took it out of the config
+            return
         provider = self._contexts[target].provider
         try:
             live = await provider.live()
@@ -415,6 +440,7 @@ class Watchdog:
         task = asyncio.current_task()
         assert task is not None
         self._in_flight.add(task)
+        self._ticking.add(watch)  # its config's clients stay open while it reads
         interval = watch.record.interval.total_seconds()
         try:
             # Ticks are due every interval from the watch's start: how far past its slot this
@@ -435,6 +461,7 @@ class Watchdog:
             return
         finally:
             self._in_flight.discard(task)
+            self._ticking.discard(watch)
         if decision is not None:
             self.metrics.decisions.labels(str(decision.verdict)).inc()
         if watch.closed:
@@ -448,6 +475,7 @@ class Watchdog:
 
     async def _finished(self, watch: Watch) -> None:
         self._unschedule(watch)
+        await self._close_unused()
         await self.store.release_lease(_lease_name(watch.record.id), self.owner)
         for action in await self.store.actions(watch.record.id):
             if action.kind == "rollback":

@@ -1,16 +1,18 @@
-"""Reloading the config (SIGHUP): a watch started before keeps its config's HTTP clients, and a
-replaced config's clients are closed once no watch uses them, so a daemon reloaded every day
-does not grow."""
+"""Reloading the config (SIGHUP): discovery follows the new config's targets; a watch started
+before keeps its config's HTTP clients, and a replaced config's clients are closed once no
+watch uses them, so a daemon reloaded every day does not grow."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import time
 from pathlib import Path
 
 import httpx
 
 from tests.conftest import T0
-from tests.test_api import configured, running
+from tests.test_api import WITH_TOKEN, configured, running
 from watchdog.clock import ManualClock
 from watchdog.model import Deployment
 from watchdog.sandbox import stack
@@ -52,3 +54,28 @@ async def test_a_replaced_configs_clients_close_once_its_last_watch_ends(
         assert superseded.outcome is Outcome.SUPERSEDED
         assert open_clients() == started
     assert open_clients() == before  # stopped: every client closed
+
+
+async def test_a_target_a_reload_adds_is_discovered(
+    tmp_path: Path, sandbox: stack.Stack, store: SqlStore, clock: ManualClock
+) -> None:
+    path = tmp_path / "watchdog.yaml"
+    text = sandbox.config(tmp_path)
+    path.write_text(text.replace("window: 30s}", "window: 30s, discover: null}") + WITH_TOKEN)
+    async with running(load_config(path), store, clock) as daemon:
+        await daemon.start()
+        # Discovery every second, and a second target on the same Render service.
+        web = "  web:\n" + stack.target_yaml(sandbox.urls)
+        path.write_text(
+            text.replace("window: 30s}", "window: 30s, discover: 1s}") + web + WITH_TOKEN
+        )
+        await daemon.reload(load_config(path))
+
+        # Someone keeps deploying: whatever discovery's first look noted, a later deploy is
+        # new to it, and each target it discovers is watched.
+        deadline = time.monotonic() + 20
+        while not await store.open_watches("web") and time.monotonic() < deadline:
+            sandbox.backend.deploy(f"{len(sandbox.backend.deployments()):040x}")
+            await asyncio.sleep(0.5)
+        assert await store.open_watches("web")
+        assert await store.open_watches("backend")

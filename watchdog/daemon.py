@@ -135,16 +135,25 @@ class Watchdog:
         self._every(interval / 2, self.claim, "claim")
         self._every(interval / 2, self.renew, "renew")
         self._every(FOLLOWUP_EVERY, self.follow_up, "followup")
-        every = self.config.settings.watch.discover
-        if every is not None:  # spread over the period, not all at once
-            for i, target in enumerate(self._contexts):
-                first = every * i / len(self._contexts)
-                self._every(every, self.discover, f"discover:{target}", target, first=first)
+        self._schedule_discovery()
         if self.config.settings.drills is not None:
             self._schedule_drill(drill_trigger(self.config))
         self._scheduler.start()
         self.ready = True
         log.info("daemon.started", watches=len(self._watches), targets=len(self._contexts))
+
+    def _schedule_discovery(self) -> None:
+        """A discovery job for each target of the running config (``watch.discover``), spread
+        over the period so that they never fire together."""
+        for job in self._scheduler.get_jobs():
+            if job.id.startswith("discover:"):
+                job.remove()
+        every = self.config.settings.watch.discover
+        if every is None:
+            return
+        for i, target in enumerate(self._contexts):
+            first = every * i / len(self._contexts)
+            self._every(every, self.discover, f"discover:{target}", target, first=first)
 
     def _every(
         self,
@@ -355,9 +364,9 @@ class Watchdog:
         log.info("daemon.stopped", open_watches=len(self._watches))
 
     async def reload(self, config: LoadedConfig) -> None:
-        """Use ``config`` for watches started from now on; running watches keep theirs, and
-        its clients are closed when the last of them ends. A config the scheduler cannot use
-        is refused whole, and the running one kept."""
+        """Use ``config`` for watches started from now on and for discovery; running watches
+        keep theirs, and its clients are closed when the last of them ends. A config the
+        scheduler cannot use is refused whole, and the running one kept."""
         try:
             trigger = drill_trigger(config) if config.settings.drills is not None else None
         except ConfigError as exc:
@@ -366,6 +375,7 @@ class Watchdog:
             return
         await self._open_contexts(config)
         self.config = config
+        self._schedule_discovery()
         if self._scheduler.get_job("drill") is not None:
             self._scheduler.remove_job("drill")
         if trigger is not None:

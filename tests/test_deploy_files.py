@@ -31,7 +31,7 @@ import yaml
 from psycopg.conninfo import conninfo_to_dict
 
 from tests.conftest import REPO
-from tests.test_daemon import free_port, wait_for
+from tests.daemons import free_port, wait_for
 from watchdog.api import DeployIn
 from watchdog.settings import load_config
 

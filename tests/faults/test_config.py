@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import MakeDaemon, read_store, wait_for
+from tests.daemons import MakeDaemon, read_store, wait_for
 from watchdog.sandbox import stack, toyapp
 from watchdog.sandbox.deployments import BAD_RELEASE
 

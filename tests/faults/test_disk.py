@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import MakeDaemon, wait_for
+from tests.daemons import MakeDaemon, wait_for
 from watchdog.sandbox import stack
 from watchdog.sandbox.deployments import GOOD_RELEASE
 

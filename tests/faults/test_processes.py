@@ -20,14 +20,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tests.faults.conftest import (
-    Daemon,
-    MakeDaemon,
-    free_port,
-    postgres_url,
-    read_store,
-    wait_for,
-)
+from tests.daemons import Daemon, MakeDaemon, free_port, read_store, wait_for
+from tests.faults.conftest import postgres_url
 from watchdog.sandbox import stack, toyapp
 from watchdog.sandbox.deployments import BAD_RELEASE, GOOD_RELEASE
 from watchdog.store import opened

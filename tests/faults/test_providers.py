@@ -5,7 +5,7 @@ saying truthfully what production serves."""
 
 from __future__ import annotations
 
-from tests.faults.conftest import MakeDaemon, read_store, wait_for
+from tests.daemons import MakeDaemon, read_store, wait_for
 from watchdog.sandbox import stack
 from watchdog.sandbox.deployments import BAD_RELEASE, GOOD_RELEASE
 

@@ -18,16 +18,8 @@ from typing import Any
 
 import httpx
 
-from tests.faults.conftest import (
-    AUTH,
-    DEPLOY,
-    Daemon,
-    MakeDaemon,
-    Stored,
-    postgres_url,
-    read_store,
-    wait_for,
-)
+from tests.daemons import AUTH, DEPLOY, Daemon, MakeDaemon, Stored, read_store, wait_for
+from tests.faults.conftest import postgres_url
 from tests.faults.test_processes import Forwarder
 from watchdog.clock import SystemClock
 from watchdog.sandbox import stack, toyapp

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
-from tests.faults.conftest import MakeDaemon, read_store, wait_for
+from tests.daemons import MakeDaemon, read_store, wait_for
 from tests.providers.helpers import refused_url
 from watchdog.clock import SystemClock
 from watchdog.sandbox import sentry, stack, toyapp

@@ -62,6 +62,11 @@ def _lease_name(watch_id: str) -> str:
     return f"watch:{watch_id}"
 
 
+def _lease_ttl(interval: timedelta) -> timedelta:
+    """How long a watch's lease lasts: two intervals, renewed every half interval."""
+    return interval * 2
+
+
 class UnknownWatch(WatchdogError):
     """No watch has that id."""
 
@@ -205,7 +210,7 @@ class Watchdog:
     async def _lease(self, record: WatchRecord) -> Lease | None:
         """Take or renew the watch's lease; None when another replica holds it."""
         return await self.store.acquire_lease(
-            _lease_name(record.id), self.owner, record.interval * 2, self._clock.now()
+            _lease_name(record.id), self.owner, _lease_ttl(record.interval), self._clock.now()
         )
 
     async def claim(self) -> None:
@@ -253,7 +258,7 @@ class Watchdog:
         watches = list(self._watches.values())
         if not watches:
             return
-        ttl = max(watch.record.interval for watch in watches) * 2  # as ``_lease`` gives
+        ttl = _lease_ttl(max(watch.record.interval for watch in watches))
         names = [_lease_name(watch.record.id) for watch in watches]
         try:
             renewed = await self.store.renew_leases(names, self.owner, ttl, self._clock.now())

@@ -135,7 +135,7 @@ class SqliteBackend:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+            if not _locked(exc):
                 raise
             await self._off_loop(functools.partial(self._begin_when_free, conn))
         return conn
